@@ -1,0 +1,106 @@
+"""Start-up validation of a config: every bad value fails with a message naming its field."""
+
+from item_jax.config_defaults import OBJECTIVE_NAMES
+
+MODALITY_NAMES = ("text", "image")
+MASKING_MODES = ("joint", "modality_aware")
+COMPUTE_DTYPES = ("float32", "bfloat16")
+
+
+class ConfigError(ValueError):
+  """A config value that cannot work; the message names the field."""
+
+
+def _require(condition: bool, field: str, message: str) -> None:
+  if not condition:
+    raise ConfigError(f"config.{field}: {message}")
+
+
+def _names(value: str) -> list[str]:
+  return [name.strip() for name in str(value).split(",") if name.strip()]
+
+
+def check_config(config) -> None:
+  """Checks what can be checked without devices or data."""
+  model = config.model
+  _require(model.patch_size > 0, "model.patch_size", f"must be positive, got {model.patch_size}")
+  _require(model.image_size % model.patch_size == 0, "model.patch_size",
+           f"patch size {model.patch_size} does not divide image size {model.image_size}")
+  _require(model.hidden_dim % model.num_heads == 0, "model.num_heads",
+           f"{model.num_heads} heads do not divide hidden_dim {model.hidden_dim}")
+  _require(model.max_text_len >= 3, "model.max_text_len",
+           f"needs room for [CLS], one piece and [SEP], got {model.max_text_len}")
+  _require(model.vocab_size > 5, "model.vocab_size", f"too small: {model.vocab_size}")
+  _require(model.compute_dtype in COMPUTE_DTYPES, "model.compute_dtype",
+           f"{model.compute_dtype!r} is not one of {COMPUTE_DTYPES}")
+  _require(0.0 <= model.dropout_rate < 1.0, "model.dropout_rate",
+           f"must be in [0, 1), got {model.dropout_rate}")
+
+  objectives = _names(config.objectives)
+  _require(bool(objectives), "objectives", "no objective enabled")
+  for name in objectives:
+    _require(name in OBJECTIVE_NAMES, "objectives",
+             f"unknown objective {name!r}; known: {', '.join(OBJECTIVE_NAMES)}")
+    _require(name in config.loss_weights and config.loss_weights[name] >= 0,
+             f"loss_weights.{name}", "needs a non-negative weight for an enabled objective")
+  _require(len(set(objectives)) == len(objectives), "objectives",
+           f"names an objective twice: {config.objectives!r}")
+
+  modalities = _names(config.modalities)
+  _require(bool(modalities) and all(m in MODALITY_NAMES for m in modalities), "modalities",
+           f"{config.modalities!r} must name one or both of {MODALITY_NAMES}")
+  needs = dict(itm=("text", "image"), mlm=("text",), gmlm=("text",), mim=("image",),
+               gmim=("image",))
+  for name in objectives:
+    for modality in needs[name]:
+      _require(modality in modalities, "objectives",
+               f"{name} needs the {modality} modality, but config.modalities is "
+               f"{config.modalities!r}")
+
+  masking = config.masking
+  _require(masking.mode in MASKING_MODES, "masking.mode",
+           f"{masking.mode!r} is not one of {MASKING_MODES}")
+  for field in ("text_rate", "image_rate", "heavy_text_rate", "heavy_image_rate",
+                "light_text_rate", "light_image_rate"):
+    rate = masking[field]
+    _require(0.0 < rate <= 1.0, f"masking.{field}", f"must be in (0, 1], got {rate}")
+  _require(0.0 <= masking.itm_negative_fraction < 1.0, "masking.itm_negative_fraction",
+           f"must be in [0, 1), got {masking.itm_negative_fraction}")
+
+  _require(config.global_batch_size > 0, "global_batch_size",
+           f"must be positive, got {config.global_batch_size}")
+  _require(config.total_steps > 0, "total_steps", f"must be positive, got {config.total_steps}")
+  _require(config.optimizer.learning_rate > 0, "optimizer.learning_rate", "must be positive")
+  _require(config.optimizer.warmup_steps >= 0, "optimizer.warmup_steps", "must be >= 0")
+  _require(config.checkpoint_every_steps > 0, "checkpoint_every_steps", "must be positive")
+  _require(config.log_every_steps > 0, "log_every_steps", "must be positive")
+  _require(config.keep_checkpoints > 0, "keep_checkpoints", "must be positive")
+  for axis in ("data", "fsdp", "tensor"):
+    _require(axis in config.mesh, f"mesh.{axis}", "missing mesh axis")
+    _require(config.mesh[axis] == -1 or config.mesh[axis] > 0, f"mesh.{axis}",
+             f"must be positive or -1, got {config.mesh[axis]}")
+
+
+def check_config_against_mesh(config, mesh, process_count: int = 1) -> None:
+  """Checks the divisibility constraints that the resolved mesh imposes."""
+  model = config.model
+  data_parallel = mesh.shape["data"] * mesh.shape["fsdp"]
+  _require(config.global_batch_size % data_parallel == 0, "global_batch_size",
+           f"{config.global_batch_size} is not divisible by the data-parallel size "
+           f"{data_parallel} (mesh data={mesh.shape['data']} x fsdp={mesh.shape['fsdp']})")
+  _require(config.global_batch_size % process_count == 0, "global_batch_size",
+           f"{config.global_batch_size} is not divisible by the {process_count} processes")
+  fsdp, tensor = mesh.shape["fsdp"], mesh.shape["tensor"]
+  _require(model.hidden_dim % fsdp == 0, "model.hidden_dim",
+           f"{model.hidden_dim} is not divisible by mesh.fsdp={fsdp}")
+  for field in ("num_heads", "mlp_dim", "vocab_size"):
+    _require(model[field] % tensor == 0, f"model.{field}",
+             f"{model[field]} is not divisible by mesh.tensor={tensor}")
+
+
+def check_config_against_data(config, dataset_info: dict) -> None:
+  """Checks the model against the converted catalog's tokenizer."""
+  tokenizer_vocab = dataset_info["tokenizer"]["vocab_size"]
+  _require(config.model.vocab_size >= tokenizer_vocab, "model.vocab_size",
+           f"{config.model.vocab_size} is smaller than the tokenizer's {tokenizer_vocab} "
+           "pieces in the data dir")

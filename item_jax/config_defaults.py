@@ -1,0 +1,76 @@
+"""Defaults shared by every config in `configs/`: one place that names every field.
+
+A config file calls `default_config()` and overrides what its size or variant changes.
+`item_jax.config_check.check_config` validates the result at start-up.
+"""
+
+import ml_collections
+
+OBJECTIVE_NAMES = ("itm", "mlm", "mim", "gmlm", "gmim")
+
+
+def default_config() -> ml_collections.ConfigDict:
+  """Returns the tiny model with all five objectives; size configs override `model`."""
+  config = ml_collections.ConfigDict()
+  config.seed = 0
+
+  config.model = ml_collections.ConfigDict()
+  config.model.image_size = 64          # S: images are S x S.
+  config.model.patch_size = 8           # P: patches are P x P.
+  config.model.max_text_len = 32        # L: text slots, [CLS] and [SEP] included.
+  config.model.vocab_size = 8000
+  config.model.num_layers = 4
+  config.model.hidden_dim = 256
+  config.model.num_heads = 4
+  config.model.mlp_dim = 1024
+  config.model.embed_dim = 256          # Product embedding width (after projection).
+  config.model.dropout_rate = 0.0
+  config.model.compute_dtype = "float32"  # "bfloat16": bf16 compute, float32 params.
+  config.model.remat = False            # Rematerialise each block in the backward pass.
+
+  # Which objectives run, and their weights in the summed loss.
+  config.objectives = "itm,mlm,mim,gmlm,gmim"
+  config.loss_weights = ml_collections.ConfigDict(
+      dict(itm=1.0, mlm=1.0, mim=1.0, gmlm=1.0, gmim=1.0))
+  # Inputs the model sees: "text,image", "text" (text-only baseline) or "image".
+  config.modalities = "text,image"
+
+  config.masking = ml_collections.ConfigDict()
+  config.masking.mode = "joint"          # or "modality_aware".
+  config.masking.text_rate = 0.15        # Fraction of title tokens selected (MLM, GMLM).
+  config.masking.image_rate = 0.4        # Fraction of patches selected (MIM, GMIM).
+  config.masking.itm_negative_fraction = 0.5
+  # modality_aware: per example, one of (heavy text, heavy image, light both).
+  config.masking.heavy_text_rate = 0.5
+  config.masking.heavy_image_rate = 0.75
+  config.masking.light_text_rate = 0.1
+  config.masking.light_image_rate = 0.2
+
+  config.data = ml_collections.ConfigDict()
+  config.data.dir = ""                   # TFRecord shards + dataset_info.json.
+  config.data.shuffle_buffer = 2048      # Examples, per host.
+  config.data.prefetch_batches = 2       # Global arrays kept ahead of the step.
+
+  config.global_batch_size = 32
+  config.total_steps = 600
+
+  config.optimizer = ml_collections.ConfigDict()
+  config.optimizer.learning_rate = 5e-4
+  config.optimizer.warmup_steps = 50
+  config.optimizer.end_learning_rate_fraction = 0.05
+  config.optimizer.weight_decay = 0.05
+  config.optimizer.b1 = 0.9
+  config.optimizer.b2 = 0.98
+  config.optimizer.grad_clip_norm = 1.0
+
+  # Mesh: axis sizes, -1 fills with the remaining devices. The batch is split over
+  # data x fsdp; parameters over fsdp (and tensor for heads / MLP).
+  config.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
+  config.fsdp_min_params = 2 ** 14       # Smaller parameters stay replicated.
+
+  config.log_every_steps = 20
+  config.checkpoint_every_steps = 200
+  config.keep_checkpoints = 3
+  config.eval_every_steps = 0            # 0: evaluate only at the end.
+  config.stop_on_nonfinite = True        # False: skip the step instead.
+  return config

@@ -1,0 +1,241 @@
+"""Reads a catalog manifest (JSONL or CSV), validates each listing and cleans its text.
+
+A manifest line is `{"id", "title", "image", "category"?, "group"?}` (ITEM_SPEC section 4);
+a CSV has the same columns in a header row. `image` is a path relative to the manifest,
+`""` for a listing without a photo.
+
+Every line becomes either a `Listing` or a `Reject` with a reason code; nothing is dropped
+silently. Text is cleaned, and each cleaning counted per listing:
+  * `invalid_utf8`: bytes that are not UTF-8 are read as Windows-1252 (Latin-1 where that
+    has no character), the usual origin of such bytes, so "caf\\xe9" becomes "café".
+  * `control_characters`: tabs and newlines become spaces, other control characters go.
+Titles are also NFC-normalised and their whitespace collapsed (not counted). The
+converter reports the counters over the listings it keeps.
+The first line that carries an id claims it; later lines with that id are `duplicate_id`.
+"""
+
+import codecs
+import csv
+import dataclasses
+import io
+import json
+import os
+import unicodedata
+from typing import Any, Iterator
+
+# Reject reasons found while reading the manifest.
+MALFORMED_LINE = "malformed_line"
+INVALID_FIELD = "invalid_field"
+MISSING_ID = "missing_id"
+DUPLICATE_ID = "duplicate_id"
+EMPTY_TITLE = "empty_title"
+EMPTY_LISTING = "empty_listing"
+MANIFEST_REJECT_REASONS = (MALFORMED_LINE, INVALID_FIELD, MISSING_ID, DUPLICATE_ID,
+                           EMPTY_TITLE, EMPTY_LISTING)
+
+# Cleaning counters.
+CLEANED_INVALID_UTF8 = "invalid_utf8"
+CLEANED_CONTROL_CHARACTERS = "control_characters"
+
+TEXT_FIELDS = ("id", "title", "image", "category", "group")
+CSV_EXTENSIONS = (".csv",)
+
+
+@dataclasses.dataclass(frozen=True)
+class Listing:
+  """One valid manifest line; `image_path` is absolute, or "" when there is no photo."""
+  line_number: int
+  id: str
+  title: str
+  image_path: str
+  category: str
+  group: str
+  cleanings: frozenset[str] = frozenset()  # Cleaning counters that applied to its text.
+
+
+@dataclasses.dataclass(frozen=True)
+class Reject:
+  """A listing left out of the shards, and why."""
+  line_number: int
+  id: str | None
+  reason: str
+  detail: str
+
+  def to_json_dict(self) -> dict[str, Any]:
+    return {"line": self.line_number, "id": self.id, "reason": self.reason,
+            "detail": self.detail}
+
+
+@dataclasses.dataclass
+class ManifestContents:
+  """Everything read from a manifest: valid listings and rejects."""
+  listings: list[Listing]
+  rejects: list[Reject]
+  num_input_listings: int
+
+
+def read_manifest(manifest_path: str, allow_empty_titles: bool = False) -> ManifestContents:
+  """Reads and validates every listing of a JSONL or CSV manifest."""
+  if not os.path.isfile(manifest_path):
+    raise FileNotFoundError(f"Manifest {manifest_path!r} does not exist.")
+  with open(manifest_path, "rb") as manifest_file:
+    raw_bytes = manifest_file.read()
+  if raw_bytes.startswith(codecs.BOM_UTF8):
+    raw_bytes = raw_bytes[len(codecs.BOM_UTF8):]
+  text = raw_bytes.decode("utf-8", errors="surrogateescape")
+  if manifest_path.lower().endswith(CSV_EXTENSIONS):
+    records = _csv_records(text, manifest_path)
+  else:
+    records = _jsonl_records(text)
+  return _validate_records(records, os.path.dirname(os.path.abspath(manifest_path)),
+                           allow_empty_titles)
+
+
+def _jsonl_records(text: str) -> Iterator[tuple[int, dict[str, Any] | Reject]]:
+  """Yields (line number, parsed object or Reject) for every non-blank line."""
+  # Split on "\n" only: str.splitlines would also split inside titles at \x1c, \x85, ...
+  for line_number, line in enumerate(text.split("\n"), start=1):
+    if not line.strip():
+      continue
+    try:
+      # strict=False lets raw control characters through to clean_text.
+      record = json.loads(line, strict=False)
+    except json.JSONDecodeError as error:
+      yield line_number, Reject(line_number, None, MALFORMED_LINE,
+                                f"not valid JSON: {error.msg} at column {error.colno}")
+      continue
+    if not isinstance(record, dict):
+      yield line_number, Reject(line_number, None, MALFORMED_LINE,
+                                f"expected a JSON object, got {type(record).__name__}")
+      continue
+    yield line_number, record
+
+
+def _csv_records(text: str,
+                 manifest_path: str) -> Iterator[tuple[int, dict[str, Any] | Reject]]:
+  """Yields (first line number, row dict or Reject) for every non-blank CSV row."""
+  reader = csv.reader(io.StringIO(text, newline=""))
+  try:
+    header = next(reader)
+  except StopIteration:
+    return
+  columns = [name.strip().lower() for name in header]
+  if "id" not in columns:
+    raise ValueError(f"CSV manifest {manifest_path!r} has no 'id' column; its header is "
+                     f"{header!r}. Expected columns: {', '.join(TEXT_FIELDS)}.")
+  last_line = reader.line_num
+  while True:
+    try:
+      row = next(reader)
+    except StopIteration:
+      return
+    except csv.Error as error:
+      yield last_line + 1, Reject(last_line + 1, None, MALFORMED_LINE, f"CSV error: {error}")
+      last_line = reader.line_num
+      continue
+    first_line, last_line = last_line + 1, reader.line_num
+    if not row or all(not cell.strip() for cell in row):
+      continue
+    if len(row) != len(columns):
+      yield first_line, Reject(first_line, None, MALFORMED_LINE,
+                               f"{len(row)} fields, the header has {len(columns)}")
+      continue
+    yield first_line, dict(zip(columns, row))
+
+
+def _validate_records(records: Iterator[tuple[int, dict[str, Any] | Reject]],
+                      manifest_dir: str, allow_empty_titles: bool) -> ManifestContents:
+  listings, rejects = [], []
+  seen_ids: dict[str, int] = {}
+  num_input_listings = 0
+  for line_number, record in records:
+    num_input_listings += 1
+    if isinstance(record, Reject):
+      rejects.append(record)
+      continue
+    outcome = _listing_from_record(line_number, record, manifest_dir, allow_empty_titles,
+                                   seen_ids)
+    (rejects if isinstance(outcome, Reject) else listings).append(outcome)
+  return ManifestContents(listings, rejects, num_input_listings)
+
+
+def _listing_from_record(line_number: int, record: dict[str, Any], manifest_dir: str,
+                         allow_empty_titles: bool,
+                         seen_ids: dict[str, int]) -> Listing | Reject:
+  fields = {}
+  for name in TEXT_FIELDS:
+    value = record.get(name)
+    if value is None:
+      value = ""
+    elif name == "id" and isinstance(value, int) and not isinstance(value, bool):
+      value = str(value)
+    if not isinstance(value, str):
+      return Reject(line_number, _plain_id(record), INVALID_FIELD,
+                    f"field {name!r} must be a string, got {type(value).__name__}")
+    fields[name] = value
+
+  cleanings = set()
+  for name in ("id", "title", "category", "group"):
+    fields[name], found = clean_text(fields[name])
+    cleanings |= found
+
+  listing_id = fields["id"]
+  if not listing_id:
+    return Reject(line_number, None, MISSING_ID, "the listing has no id")
+  if listing_id in seen_ids:
+    return Reject(line_number, listing_id, DUPLICATE_ID,
+                  f"id first seen on line {seen_ids[listing_id]}")
+  seen_ids[listing_id] = line_number
+
+  image = fields["image"].strip()
+  if not fields["title"]:
+    if not image:
+      return Reject(line_number, listing_id, EMPTY_LISTING, "neither a title nor an image")
+    if not allow_empty_titles:
+      return Reject(line_number, listing_id, EMPTY_TITLE,
+                    "the title is empty (allow image-only listings with "
+                    "--allow_empty_titles)")
+  image_path = os.path.join(manifest_dir, image) if image else ""
+  return Listing(line_number, listing_id, fields["title"], image_path,
+                 fields["category"], fields["group"], frozenset(cleanings))
+
+
+def _plain_id(record: dict[str, Any]) -> str | None:
+  value = record.get("id")
+  return value if isinstance(value, str) and value.strip() else None
+
+
+def clean_text(text: str) -> tuple[str, set[str]]:
+  """Repairs undecodable bytes, removes control characters, normalises whitespace.
+
+  Returns the cleaned text and the set of cleaning counters that applied.
+  """
+  cleanings = set()
+  repaired = _repair_undecodable_bytes(text)
+  if repaired != text:
+    cleanings.add(CLEANED_INVALID_UTF8)
+  text = unicodedata.normalize("NFC", repaired)
+  if any(unicodedata.category(char) == "Cc" for char in text):
+    cleanings.add(CLEANED_CONTROL_CHARACTERS)
+    text = "".join(char for char in text
+                   if char.isspace() or unicodedata.category(char) != "Cc")
+  return " ".join(text.split()), cleanings
+
+
+def _repair_undecodable_bytes(text: str) -> str:
+  """Maps surrogate-escaped bytes (and stray surrogates) to Windows-1252 / Latin-1."""
+  if not any("\ud800" <= char <= "\udfff" for char in text):
+    return text
+  repaired = []
+  for char in text:
+    if "\udc80" <= char <= "\udcff":
+      byte = bytes([ord(char) - 0xDC00])
+      try:
+        repaired.append(byte.decode("cp1252"))
+      except UnicodeDecodeError:
+        repaired.append(byte.decode("latin-1"))
+    elif "\ud800" <= char <= "\udfff":
+      repaired.append("\ufffd")
+    else:
+      repaired.append(char)
+  return "".join(repaired)

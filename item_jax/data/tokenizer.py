@@ -1,0 +1,121 @@
+"""SentencePiece tokenizer for listing titles, and the special token ids.
+
+The converter trains one unigram model per catalog on the train split's titles and saves
+it next to the shards as `tokenizer.model`. The ids below are fixed by docs/design.md;
+`load_tokenizer` refuses a model that does not carry them.
+"""
+
+import io
+import os
+from typing import Iterable, Sequence
+
+import sentencepiece as spm
+
+PAD_ID = 0
+UNK_ID = 1
+CLS_ID = 2   # SentencePiece BOS.
+SEP_ID = 3   # SentencePiece EOS.
+MASK_ID = 4  # User-defined symbol.
+FIRST_WORD_PIECE_ID = 5
+
+PAD_PIECE = "<pad>"
+UNK_PIECE = "<unk>"
+CLS_PIECE = "[CLS]"
+SEP_PIECE = "[SEP]"
+MASK_PIECE = "[MASK]"
+
+SPECIAL_PIECES = {
+    PAD_ID: PAD_PIECE,
+    UNK_ID: UNK_PIECE,
+    CLS_ID: CLS_PIECE,
+    SEP_ID: SEP_PIECE,
+    MASK_ID: MASK_PIECE,
+}
+
+# Titles sampled for training; larger catalogs are subsampled (seeded) to bound memory.
+MAX_TRAINING_TITLES = 5_000_000
+
+
+def train_tokenizer(titles: Iterable[str], model_path: str, vocab_size: int,
+                    seed: int = 0) -> str:
+  """Trains a unigram SentencePiece model on `titles` and writes it to `model_path`.
+
+  `vocab_size` is an upper bound (`hard_vocab_limit=False`): a small catalog yields a
+  smaller vocabulary instead of an error. Empty titles are skipped. Returns `model_path`.
+  """
+  if vocab_size <= FIRST_WORD_PIECE_ID:
+    raise ValueError(f"vocab_size must be greater than {FIRST_WORD_PIECE_ID} (the special "
+                     f"ids 0..{MASK_ID}), got {vocab_size}.")
+  non_empty_titles = [title for title in titles if title.strip()]
+  if not non_empty_titles:
+    raise ValueError("Cannot train the tokenizer: there are no non-empty titles.")
+  spm.set_random_generator_seed(seed)
+  model_bytes = io.BytesIO()
+  spm.SentencePieceTrainer.train(
+      sentence_iterator=iter(non_empty_titles),
+      model_writer=model_bytes,
+      model_type="unigram",
+      vocab_size=vocab_size,
+      hard_vocab_limit=False,
+      character_coverage=1.0,
+      input_sentence_size=MAX_TRAINING_TITLES,
+      shuffle_input_sentence=True,
+      pad_id=PAD_ID,
+      unk_id=UNK_ID,
+      bos_id=CLS_ID,
+      eos_id=SEP_ID,
+      pad_piece=PAD_PIECE,
+      unk_piece=UNK_PIECE,
+      bos_piece=CLS_PIECE,
+      eos_piece=SEP_PIECE,
+      user_defined_symbols=[MASK_PIECE],
+      minloglevel=2,
+  )
+  directory = os.path.dirname(os.path.abspath(model_path))
+  os.makedirs(directory, exist_ok=True)
+  with open(model_path, "wb") as model_file:
+    model_file.write(model_bytes.getvalue())
+  return model_path
+
+
+def load_tokenizer(path: str) -> spm.SentencePieceProcessor:
+  """Loads a SentencePiece model and checks that it uses the project's special ids."""
+  if not os.path.isfile(path):
+    raise FileNotFoundError(
+        f"Tokenizer model {path!r} does not exist; run `python -m item_jax.convert` to "
+        "write one next to the shards.")
+  processor = spm.SentencePieceProcessor()
+  try:
+    processor.load(path)
+  except (OSError, RuntimeError) as error:
+    raise ValueError(f"{path!r} is not a SentencePiece model: {error}") from error
+  check_special_ids(processor, path)
+  return processor
+
+
+def check_special_ids(processor: spm.SentencePieceProcessor, path: str = "model") -> None:
+  """Raises ValueError naming every special id the model places differently."""
+  problems = []
+  if processor.get_piece_size() <= MASK_ID:
+    raise ValueError(f"Tokenizer {path!r} has only {processor.get_piece_size()} pieces; "
+                     f"it needs at least the special ids 0..{MASK_ID}.")
+  for token_id, piece in SPECIAL_PIECES.items():
+    found = processor.id_to_piece(token_id)
+    if found != piece:
+      problems.append(f"id {token_id} is {found!r}, expected {piece!r}")
+  role_ids = {"pad_id": (processor.pad_id(), PAD_ID), "unk_id": (processor.unk_id(), UNK_ID),
+              "bos_id": (processor.bos_id(), CLS_ID), "eos_id": (processor.eos_id(), SEP_ID)}
+  for role, (found, expected) in role_ids.items():
+    if found != expected:
+      problems.append(f"{role} is {found}, expected {expected}")
+  if problems:
+    raise ValueError(f"Tokenizer {path!r} does not use the special ids of docs/design.md: "
+                     + "; ".join(problems) + ". Re-run the converter to train a new one.")
+
+
+def encode_titles(processor: spm.SentencePieceProcessor,
+                  titles: Sequence[str]) -> list[list[int]]:
+  """Word-piece ids of each title, without [CLS]/[SEP] and untruncated."""
+  if not titles:
+    return []
+  return [list(ids) for ids in processor.encode(list(titles), out_type=int)]

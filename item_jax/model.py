@@ -1,0 +1,280 @@
+"""The ITEm transformer: one encoder stream over title tokens and raw image patches.
+
+Sequence: `[CLS] t1..tn [SEP] <pad>.. p1..pm` (L text slots, then m patch slots). Token and
+patch embeddings get their own position embeddings plus a modality-type embedding; padding
+and absent modalities are masked out of attention. Pre-LayerNorm blocks, final LayerNorm.
+
+Besides the encoder, the module owns the objective heads, one method each, so that every
+head's inputs are explicit:
+  * `itm_logits(cls_state)`                      image-text matching (2-way).
+  * `mlm_logits(token_states)`                   masked words from their own states.
+  * `mim_pixels(patch_states)`                   masked patches from their own states.
+  * `gmlm_logits(cls_state, text_positions)`     masked words from `[CLS]` + slot position.
+  * `gmim_pixels(cls_state, patch_positions)`    masked patches from `[CLS]` + position.
+The global heads take no sequence state at all: by construction they cannot read a masked
+position's own output.
+
+Parameters and activations carry logical axis names (see `item_jax/sharding.py`).
+"""
+
+from typing import Any
+
+import einops
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+
+# Logical axis names. Parameters: "embed", "mlp", "heads", "kv", "vocab", "pixels",
+# "text_pos", "image_pos". Activations use the "act_" names so that parameter and
+# activation placement are decided separately.
+ACT_BATCH, ACT_LENGTH, ACT_EMBED = "act_batch", "act_length", "act_embed"
+ACT_HEADS, ACT_MLP, ACT_VOCAB = "act_heads", "act_mlp", "act_vocab"
+
+
+def patchify(images: Array, patch_size: int) -> Array:
+  """[B, S, S, C] -> [B, (S/P)^2, P*P*C], row-major over the patch grid."""
+  return einops.rearrange(images, "b (h p1) (w p2) c -> b (h w) (p1 p2 c)",
+                          p1=patch_size, p2=patch_size)
+
+
+def _param(init, *axes):
+  return nn.with_logical_partitioning(init, axes)
+
+
+def _dense(features, axes, dtype, name, use_bias=True):
+  return nn.Dense(features, dtype=dtype, name=name, use_bias=use_bias,
+                  kernel_init=_param(nn.initializers.xavier_uniform(), *axes),
+                  bias_init=_param(nn.initializers.zeros, axes[-1]))
+
+
+def _layer_norm(name):
+  # LayerNorm always runs in float32 (bf16 LayerNorm destabilises training).
+  return nn.LayerNorm(epsilon=1e-6, dtype=jnp.float32, name=name,
+                      scale_init=_param(nn.initializers.ones, "embed"),
+                      bias_init=_param(nn.initializers.zeros, "embed"))
+
+
+class SelfAttention(nn.Module):
+  """Multi-head self-attention via `jax.nn.dot_product_attention`."""
+  num_heads: int
+  dtype: Any
+
+  @nn.compact
+  def __call__(self, x: Array, key_mask: Array) -> Array:
+    width = x.shape[-1]
+    head_dim = width // self.num_heads
+    init = nn.initializers.xavier_uniform(in_axis=0, out_axis=(1, 2))
+    def project(name, use_bias=True):
+      kernel = self.param(f"{name}_kernel", _param(init, "embed", "heads", "kv"),
+                          (width, self.num_heads, head_dim))
+      projected = jnp.einsum("btd,dhk->bthk", x, kernel.astype(self.dtype))
+      if not use_bias:
+        return projected
+      bias = self.param(f"{name}_bias", _param(nn.initializers.zeros, "heads", "kv"),
+                        (self.num_heads, head_dim))
+      return projected + bias.astype(self.dtype)
+    # No key bias: it adds the same logit to every key of a query, which softmax ignores.
+    query, key, value = project("query"), project("key", use_bias=False), project("value")
+    query = nn.with_logical_constraint(query, (ACT_BATCH, ACT_LENGTH, ACT_HEADS, None))
+    mask = key_mask[:, None, None, :].astype(bool)  # [B, 1, 1, T]: every query, valid keys.
+    attended = jax.nn.dot_product_attention(query, key, value, mask=mask)
+    attended = nn.with_logical_constraint(attended, (ACT_BATCH, ACT_LENGTH, ACT_HEADS, None))
+    out_kernel = self.param(
+        "out_kernel",
+        _param(nn.initializers.xavier_uniform(in_axis=(0, 1), out_axis=2), "heads", "kv",
+               "embed"),
+        (self.num_heads, head_dim, width))
+    out_bias = self.param("out_bias", _param(nn.initializers.zeros, "embed"), (width,))
+    return (jnp.einsum("bthk,hkd->btd", attended, out_kernel.astype(self.dtype))
+            + out_bias.astype(self.dtype))
+
+
+class EncoderBlock(nn.Module):
+  """Pre-LayerNorm block: x + Attn(LN(x)); x + MLP(LN(x))."""
+  num_heads: int
+  mlp_dim: int
+  dropout_rate: float
+  dtype: Any
+
+  @nn.compact
+  def __call__(self, x: Array, key_mask: Array, deterministic: bool) -> Array:
+    dropout = nn.Dropout(self.dropout_rate, deterministic=deterministic)
+    h = _layer_norm("attention_norm")(x).astype(self.dtype)
+    h = SelfAttention(self.num_heads, self.dtype, name="attention")(h, key_mask)
+    x = x + dropout(h)
+    h = _layer_norm("mlp_norm")(x).astype(self.dtype)
+    h = _dense(self.mlp_dim, ("embed", "mlp"), self.dtype, "mlp_in")(h)
+    h = nn.with_logical_constraint(nn.gelu(h), (ACT_BATCH, ACT_LENGTH, ACT_MLP))
+    h = _dense(x.shape[-1], ("mlp", "embed"), self.dtype, "mlp_out")(h)
+    x = x + dropout(h)
+    return nn.with_logical_constraint(x, (ACT_BATCH, ACT_LENGTH, ACT_EMBED))
+
+
+class ItemModel(nn.Module):
+  """Single-stream image-text encoder with the ITEm objective heads."""
+  vocab_size: int
+  image_size: int
+  patch_size: int
+  max_text_len: int
+  num_layers: int
+  hidden_dim: int
+  num_heads: int
+  mlp_dim: int
+  embed_dim: int
+  dropout_rate: float = 0.0
+  dtype: Any = jnp.float32
+  remat: bool = False
+
+  @property
+  def num_patches(self) -> int:
+    return (self.image_size // self.patch_size) ** 2
+
+  @property
+  def pixels_per_patch(self) -> int:
+    return self.patch_size * self.patch_size * 3
+
+  def setup(self):
+    init_embed = nn.initializers.normal(0.02)
+    self.token_embedding = nn.Embed(
+        self.vocab_size, self.hidden_dim, dtype=self.dtype, name="token_embedding",
+        embedding_init=_param(init_embed, "vocab", "embed"))
+    self.text_position = self.param(
+        "text_position", _param(init_embed, "text_pos", "embed"),
+        (self.max_text_len, self.hidden_dim))
+    self.image_position = self.param(
+        "image_position", _param(init_embed, "image_pos", "embed"),
+        (self.num_patches, self.hidden_dim))
+    self.modality_type = self.param(
+        "modality_type", _param(init_embed, None, "embed"), (2, self.hidden_dim))
+    self.patch_embedding = _dense(self.hidden_dim, ("pixels", "embed"), self.dtype,
+                                  "patch_embedding")
+    self.patch_mask_vector = self.param(
+        "patch_mask_vector", _param(init_embed, "embed"), (self.hidden_dim,))
+    block = nn.remat(EncoderBlock, static_argnums=(3,)) if self.remat else EncoderBlock
+    self.blocks = [block(self.num_heads, self.mlp_dim, self.dropout_rate, self.dtype,
+                         name=f"block_{i}") for i in range(self.num_layers)]
+    self.final_norm = _layer_norm("final_norm")
+    self.embedding_projection = _dense(self.embed_dim, ("embed", None), jnp.float32,
+                                       "embedding_projection")
+    # Heads.
+    self.itm_head = _dense(2, ("embed", None), jnp.float32, "itm_head")
+    self.mlm_transform = _dense(self.hidden_dim, ("embed", None), self.dtype, "mlm_transform")
+    self.mlm_norm = _layer_norm("mlm_norm")
+    self.vocab_bias = self.param("vocab_bias", _param(nn.initializers.zeros, "vocab"),
+                                 (self.vocab_size,))
+    self.mim_head = _dense(self.pixels_per_patch, ("embed", None), self.dtype, "mim_head")
+    self.gmlm_transform = _dense(self.hidden_dim, ("embed", None), self.dtype,
+                                 "gmlm_transform")
+    self.gmlm_norm = _layer_norm("gmlm_norm")
+    self.gmim_transform = _dense(self.hidden_dim, ("embed", None), self.dtype,
+                                 "gmim_transform")
+    self.gmim_norm = _layer_norm("gmim_norm")
+    self.gmim_head = _dense(self.pixels_per_patch, ("embed", None), self.dtype, "gmim_head")
+
+  # --- Encoder -------------------------------------------------------------------------
+
+  def encode(self, text_tokens: Array, text_mask: Array, images: Array, has_image: Array,
+             masked_patches: Array | None = None, deterministic: bool = True) -> dict:
+    """Runs the encoder.
+
+    Args:
+      text_tokens: int [B, L], `[CLS] .. [SEP] <pad>..` (already MLM-corrupted if training).
+      text_mask: int [B, L], 1 on real text slots.
+      images: float [B, S, S, 3] in [-1, 1].
+      has_image: int [B]; 0 masks every patch slot out of attention.
+      masked_patches: float [B, m] or None; 1 replaces that patch's embedding by the learned
+        mask vector (MIM).
+      deterministic: disables dropout.
+
+    Returns:
+      dict with `sequence_states` [B, L + m, D] (float32), `cls_state` [B, D] and
+      `key_mask` [B, L + m].
+    """
+    batch_size = text_tokens.shape[0]
+    tokens = self.token_embedding(text_tokens)
+    tokens = tokens + self.text_position.astype(self.dtype) + self.modality_type[0].astype(
+        self.dtype)
+    patches = self.patch_embedding(patchify(images, self.patch_size).astype(self.dtype))
+    if masked_patches is not None:
+      selected = masked_patches[..., None].astype(self.dtype)
+      patches = patches * (1 - selected) + self.patch_mask_vector.astype(self.dtype) * selected
+    patches = patches + self.image_position.astype(self.dtype) + self.modality_type[1].astype(
+        self.dtype)
+    x = jnp.concatenate([tokens, patches], axis=1)
+    x = nn.with_logical_constraint(x, (ACT_BATCH, ACT_LENGTH, ACT_EMBED))
+    patch_key_mask = jnp.broadcast_to(has_image[:, None], (batch_size, self.num_patches))
+    key_mask = jnp.concatenate([text_mask, patch_key_mask], axis=1).astype(jnp.int32)
+    for block in self.blocks:
+      x = block(x, key_mask, deterministic)
+    states = self.final_norm(x)
+    return dict(sequence_states=states, cls_state=states[:, 0], key_mask=key_mask)
+
+  def embed_product(self, cls_state: Array) -> Array:
+    """The product embedding: projection of the final `[CLS]` state, L2-normalised."""
+    projected = self.embedding_projection(cls_state.astype(jnp.float32))
+    return projected / (jnp.linalg.norm(projected, axis=-1, keepdims=True) + 1e-6)
+
+  def embed(self, text_tokens, text_mask, images, has_image) -> Array:
+    """Encodes and returns the L2-normalised product embedding [B, embed_dim]."""
+    return self.embed_product(self.encode(text_tokens, text_mask, images, has_image)["cls_state"])
+
+  # --- Heads ---------------------------------------------------------------------------
+
+  def itm_logits(self, cls_state: Array) -> Array:
+    return self.itm_head(cls_state.astype(jnp.float32))
+
+  def _vocab_logits(self, hidden: Array) -> Array:
+    """Output projection tied to the token embeddings, computed in float32."""
+    table = self.token_embedding.embedding.astype(jnp.float32)
+    return jnp.einsum("...d,vd->...v", hidden.astype(jnp.float32), table) + self.vocab_bias
+
+  def mlm_logits(self, token_states: Array) -> Array:
+    """Masked words from their own output states [B, K, D] -> [B, K, V]."""
+    hidden = self.mlm_norm(nn.gelu(self.mlm_transform(token_states.astype(self.dtype))))
+    return self._vocab_logits(hidden)
+
+  def mim_pixels(self, patch_states: Array) -> Array:
+    """Masked patch pixels from their own output states [B, K, D] -> [B, K, P*P*3]."""
+    return self.mim_head(patch_states.astype(self.dtype)).astype(jnp.float32)
+
+  def _global_hidden(self, cls_state: Array, slot_positions: Array, transform, norm) -> Array:
+    """`[CLS]` state combined with the target slot's position embedding only."""
+    combined = cls_state[:, None, :] + slot_positions.astype(cls_state.dtype)
+    return norm(nn.gelu(transform(combined.astype(self.dtype))))
+
+  def gmlm_logits(self, cls_state: Array, text_positions: Array) -> Array:
+    """GMLM: words at text slots `text_positions` [B, K] from `cls_state` [B, D] alone."""
+    slot_positions = jnp.take(self.text_position, text_positions, axis=0)
+    return self._vocab_logits(
+        self._global_hidden(cls_state, slot_positions, self.gmlm_transform, self.gmlm_norm))
+
+  def gmim_pixels(self, cls_state: Array, patch_positions: Array) -> Array:
+    """GMIM: pixels of patches `patch_positions` [B, K] from `cls_state` [B, D] alone."""
+    slot_positions = jnp.take(self.image_position, patch_positions, axis=0)
+    hidden = self._global_hidden(cls_state, slot_positions, self.gmim_transform, self.gmim_norm)
+    return self.gmim_head(hidden).astype(jnp.float32)
+
+  def __call__(self, text_tokens, text_mask, images, has_image, masked_patches=None,
+               deterministic=True):
+    """Initialisation entry point: touches the encoder and every head once."""
+    out = self.encode(text_tokens, text_mask, images, has_image, masked_patches, deterministic)
+    cls_state = out["cls_state"]
+    positions = jnp.zeros((text_tokens.shape[0], 1), jnp.int32)
+    states = out["sequence_states"][:, :1]
+    return (self.embed_product(cls_state), self.itm_logits(cls_state), self.mlm_logits(states),
+            self.mim_pixels(states), self.gmlm_logits(cls_state, positions),
+            self.gmim_pixels(cls_state, positions))
+
+
+def model_from_config(model_config) -> ItemModel:
+  """Builds the module from `config.model`."""
+  dtypes = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+  return ItemModel(
+      vocab_size=model_config.vocab_size, image_size=model_config.image_size,
+      patch_size=model_config.patch_size, max_text_len=model_config.max_text_len,
+      num_layers=model_config.num_layers, hidden_dim=model_config.hidden_dim,
+      num_heads=model_config.num_heads, mlp_dim=model_config.mlp_dim,
+      embed_dim=model_config.embed_dim, dropout_rate=model_config.dropout_rate,
+      dtype=dtypes[model_config.compute_dtype], remat=model_config.remat)

@@ -1,0 +1,189 @@
+"""The five ITEm objectives (ITM, MLM, MIM, GMLM, GMIM) as one loss function.
+
+One encoder pass serves every objective: ITM pairs some titles with another product's image,
+the title and the patches are masked (see `item_jax/masking.py`), and each head reads what
+ITEM_SPEC section 3 allows it to read. The masked-modelling losses count matched pairs only.
+The total loss is the weighted sum of the enabled objectives (`config.objectives`,
+`config.loss_weights`); every loss and accuracy is returned as a metric.
+"""
+
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from item_jax import masking
+from item_jax.data import tokenizer
+from item_jax.model import ItemModel, patchify
+
+Array = jax.Array
+
+
+def enabled_objectives(config) -> tuple[str, ...]:
+  return tuple(name.strip() for name in config.objectives.split(",") if name.strip())
+
+
+def enabled_modalities(config) -> tuple[str, ...]:
+  return tuple(name.strip() for name in config.modalities.split(",") if name.strip())
+
+
+def restrict_modalities(batch: dict, modalities: tuple[str, ...]) -> dict:
+  """Removes the modalities a baseline does not see (through the attention masks)."""
+  batch = dict(batch)
+  if "image" not in modalities:
+    batch["has_image"] = jnp.zeros_like(batch["has_image"])
+  if "text" not in modalities:
+    batch.update(remove_titles(batch["text_tokens"], batch["text_mask"]))
+  return batch
+
+
+def remove_titles(text_tokens: Array, text_mask: Array) -> dict:
+  """Text slots of listings without a title: `[CLS] [SEP] <pad>..`."""
+  empty = jnp.zeros_like(text_tokens).at[:, 0].set(tokenizer.CLS_ID).at[:, 1].set(
+      tokenizer.SEP_ID)
+  mask = jnp.zeros_like(text_mask).at[:, :2].set(1)
+  return dict(text_tokens=empty, text_mask=mask, has_title=jnp.zeros_like(text_tokens[:, 0]))
+
+
+def normalized_patch_pixels(images: Array, patch_size: int) -> Array:
+  """MIM targets: each patch's pixels normalised by its own mean and variance (as MAE)."""
+  patches = patchify(images.astype(jnp.float32), patch_size)
+  mean = patches.mean(axis=-1, keepdims=True)
+  var = patches.var(axis=-1, keepdims=True)
+  return (patches - mean) / jnp.sqrt(var + 1e-6)
+
+
+def _weighted_mean(values: Array, weights: Array) -> Array:
+  return (values * weights).sum() / jnp.maximum(weights.sum(), 1.0)
+
+
+def _gather_slots(states: Array, positions: Array) -> Array:
+  """states [B, N, D], positions [B, K] -> [B, K, D]."""
+  return jnp.take_along_axis(states, positions[..., None], axis=1)
+
+
+def _token_prediction(logits: Array, targets: Array, weights: Array) -> tuple[Array, Array]:
+  loss = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
+  correct = (logits.argmax(-1) == targets).astype(jnp.float32)
+  return _weighted_mean(loss, weights), _weighted_mean(correct, weights)
+
+
+def _pixel_regression(predicted: Array, targets: Array, weights: Array) -> Array:
+  per_patch = ((predicted - targets) ** 2).mean(axis=-1)
+  return _weighted_mean(per_patch, weights)
+
+
+class ObjectiveFns(NamedTuple):
+  """The loss function and its two halves (the halves are what the tests probe)."""
+  prepare: Callable      # (batch, rng) -> (encoder inputs dict, targets dict)
+  head_losses: Callable  # (params, sequence_states, targets) -> (total, metrics)
+  loss: Callable         # (params, batch, rng) -> (total, metrics)
+
+
+def make_objective_fns(model: ItemModel, config) -> ObjectiveFns:
+  """Builds the objectives of `config` for `model`."""
+  objectives = enabled_objectives(config)
+  modalities = enabled_modalities(config)
+  text_rate_cap, image_rate_cap = masking.max_rates(config.masking)
+  text_capacity = masking.selection_capacity(text_rate_cap, model.max_text_len - 2)
+  image_capacity = masking.selection_capacity(image_rate_cap, model.num_patches)
+  masks_text = "mlm" in objectives or "gmlm" in objectives
+  masks_image = "mim" in objectives or "gmim" in objectives
+
+  def prepare(batch, rng):
+    """ITM pairing and masking draws: what the encoder sees and what the heads predict."""
+    itm_rng, rate_rng, text_rng, corrupt_rng, image_rng = jax.random.split(rng, 5)
+    batch = restrict_modalities(batch, modalities)
+    batch_size = batch["text_tokens"].shape[0]
+    valid = batch["valid"].astype(jnp.float32)
+    images, has_image = batch["image"], batch["has_image"]
+    both_modalities = batch["has_title"] * has_image
+    if "itm" in objectives:  # A fraction of examples gets another group's image.
+      image_source, matched = masking.draw_itm_partners(
+          itm_rng, batch["group_index"], both_modalities,
+          config.masking.itm_negative_fraction)
+      images = images[image_source]
+    else:
+      matched = jnp.ones((batch_size,), jnp.int32)
+    matched_weight = matched.astype(jnp.float32) * valid
+
+    text_rates, image_rates = masking.draw_rates(rate_rng, batch_size, config.masking)
+    text_tokens = batch["text_tokens"]
+    text_selection = masking.select_slots(
+        text_rng, masking.title_piece_slots(text_tokens, batch["text_mask"]),
+        text_rates if masks_text else jnp.zeros_like(text_rates), text_capacity)
+    corrupted_tokens = masking.corrupt_text(
+        corrupt_rng, text_tokens, masking.selection_to_slots(text_selection, model.max_text_len),
+        model.vocab_size)
+    patch_eligible = jnp.broadcast_to(has_image[:, None], (batch_size, model.num_patches))
+    image_selection = masking.select_slots(
+        image_rng, patch_eligible, image_rates if masks_image else jnp.zeros_like(image_rates),
+        image_capacity)
+    encoder_inputs = dict(
+        text_tokens=corrupted_tokens, text_mask=batch["text_mask"], images=images,
+        has_image=has_image,
+        masked_patches=masking.selection_to_slots(image_selection, model.num_patches))
+    targets = dict(
+        matched=matched, itm_weights=both_modalities.astype(jnp.float32) * valid,
+        text_positions=text_selection.positions,
+        text_targets=jnp.take_along_axis(text_tokens, text_selection.positions, axis=1),
+        text_weights=text_selection.weights * matched_weight[:, None],
+        patch_positions=image_selection.positions,
+        pixel_targets=_gather_slots(normalized_patch_pixels(images, model.patch_size),
+                                    image_selection.positions),
+        patch_weights=image_selection.weights * matched_weight[:, None],
+        valid=valid)
+    return encoder_inputs, targets
+
+  def head_losses(params, sequence_states, targets):
+    """Every enabled objective's loss from the encoder's output states."""
+    cls_state = sequence_states[:, 0]
+
+    def head(method, *args):
+      return model.apply({"params": params}, *args, method=method)
+
+    metrics, losses = {}, {}
+    if "itm" in objectives:
+      logits = head(ItemModel.itm_logits, cls_state)
+      per_example = optax.softmax_cross_entropy_with_integer_labels(logits, targets["matched"])
+      losses["itm"] = _weighted_mean(per_example, targets["itm_weights"])
+      metrics["itm_accuracy"] = _weighted_mean(
+          (logits.argmax(-1) == targets["matched"]).astype(jnp.float32), targets["itm_weights"])
+    if "mlm" in objectives:
+      token_states = _gather_slots(sequence_states, targets["text_positions"])
+      losses["mlm"], metrics["mlm_accuracy"] = _token_prediction(
+          head(ItemModel.mlm_logits, token_states), targets["text_targets"],
+          targets["text_weights"])
+    if "gmlm" in objectives:
+      losses["gmlm"], metrics["gmlm_accuracy"] = _token_prediction(
+          head(ItemModel.gmlm_logits, cls_state, targets["text_positions"]),
+          targets["text_targets"], targets["text_weights"])
+    if "mim" in objectives:
+      patch_states = _gather_slots(sequence_states,
+                                   model.max_text_len + targets["patch_positions"])
+      losses["mim"] = _pixel_regression(head(ItemModel.mim_pixels, patch_states),
+                                        targets["pixel_targets"], targets["patch_weights"])
+    if "gmim" in objectives:
+      losses["gmim"] = _pixel_regression(
+          head(ItemModel.gmim_pixels, cls_state, targets["patch_positions"]),
+          targets["pixel_targets"], targets["patch_weights"])
+
+    total = sum(config.loss_weights[name] * losses[name] for name in objectives)
+    metrics.update({f"{name}_loss": value for name, value in losses.items()})
+    metrics["loss"] = total
+    metrics["masked_text_tokens"] = targets["text_weights"].sum()
+    metrics["masked_patches"] = targets["patch_weights"].sum()
+    metrics["itm_negatives"] = ((1 - targets["matched"]) * targets["valid"]).sum().astype(
+        jnp.float32)
+    return total, metrics
+
+  def loss(params, batch, rng):
+    draw_rng, dropout_rng = jax.random.split(rng)
+    encoder_inputs, targets = prepare(batch, draw_rng)
+    encoded = model.apply({"params": params}, **encoder_inputs,
+                          deterministic=config.model.dropout_rate == 0.0,
+                          method=ItemModel.encode, rngs={"dropout": dropout_rng})
+    return head_losses(params, encoded["sequence_states"], targets)
+
+  return ObjectiveFns(prepare=prepare, head_losses=head_losses, loss=loss)

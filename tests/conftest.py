@@ -1,0 +1,40 @@
+"""Test session set-up: 8 CPU host devices, set before JAX initialises."""
+
+import os
+
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") +
+                           " --xla_force_host_platform_device_count=8").strip()
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+def small_config(**overrides):
+  """The tiny config shrunk further for tests: 2 layers, width 64, batch 16."""
+  from item_jax import config_defaults  # pylint: disable=g-import-not-at-top
+  config = config_defaults.default_config()
+  config.model.update(image_size=32, patch_size=8, max_text_len=16, vocab_size=512,
+                      num_layers=2, hidden_dim=64, num_heads=4, mlp_dim=128, embed_dim=32)
+  config.global_batch_size = 16
+  config.total_steps = 20
+  config.optimizer.warmup_steps = 5
+  config.optimizer.learning_rate = 1e-3
+  config.log_every_steps = 1
+  config.checkpoint_every_steps = 10
+  config.data.shuffle_buffer = 64
+  config.update_from_flattened_dict(overrides)
+  return config
+
+
+@pytest.fixture(scope="session")
+def catalog_shards(tmp_path_factory):
+  """The embedded catalog (48 products x 3 listings), converted once per session."""
+  from item_jax.data import convert, synthetic_catalog  # pylint: disable=g-import-not-at-top
+  root = tmp_path_factory.mktemp("catalog")
+  manifest = synthetic_catalog.generate_catalog(root / "catalog", num_products=48,
+                                                listings_per_product=3, image_size=48)
+  shard_dir = root / "shards"
+  convert.convert_catalog(str(manifest), str(shard_dir), image_size=32, vocab_size=512,
+                          num_workers=1, show_progress=False)
+  return str(shard_dir)

@@ -1,0 +1,59 @@
+"""Bad config values fail at start-up with a message naming the field."""
+
+import os
+import subprocess
+import sys
+
+import jax
+import pytest
+
+from conftest import small_config
+from item_jax import config_check, sharding
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.parametrize("overrides, field", [
+    ({"model.patch_size": 7}, "config.model.patch_size"),
+    ({"objectives": "itm,mlm,contrastive"}, "config.objectives"),
+    ({"masking.mode": "random"}, "config.masking.mode"),
+    ({"masking.text_rate": 1.5}, "config.masking.text_rate"),
+    ({"model.compute_dtype": "float16"}, "config.model.compute_dtype"),
+    ({"modalities": "text", "objectives": "itm,mlm"}, "config.objectives"),
+    ({"model.num_heads": 3}, "config.model.num_heads"),
+])
+def test_static_checks_name_the_field(overrides, field):
+  with pytest.raises(config_check.ConfigError, match=field.replace(".", r"\.")):
+    config_check.check_config(small_config(**overrides))
+
+
+def test_batch_must_divide_over_data_parallel_devices():
+  config = small_config(global_batch_size=12, **{"mesh.data": 8})
+  mesh = sharding.make_mesh(config.mesh, jax.devices())
+  with pytest.raises(config_check.ConfigError, match=r"config\.global_batch_size.*12.*8"):
+    config_check.check_config_against_mesh(config, mesh)
+
+
+def test_mesh_must_fit_the_devices():
+  config = small_config(**{"mesh.data": 3, "mesh.fsdp": 1, "mesh.tensor": 1})
+  with pytest.raises(ValueError, match=r"config\.mesh"):
+    sharding.make_mesh(config.mesh, jax.devices())
+
+
+def test_tensor_axis_must_divide_heads():
+  config = small_config(**{"mesh.data": 1, "mesh.fsdp": 1, "mesh.tensor": 8})
+  mesh = sharding.make_mesh(config.mesh, jax.devices())
+  with pytest.raises(config_check.ConfigError, match=r"config\.model\.num_heads"):
+    config_check.check_config_against_mesh(config, mesh)
+
+
+def test_train_cli_fails_at_start_up_naming_the_field(tmp_path):
+  result = subprocess.run(
+      [sys.executable, "-m", "item_jax.train", "--config", "configs/tiny.py",
+       "--workdir", str(tmp_path), "--config.model.patch_size=7"],
+      cwd=REPO, capture_output=True, text=True, timeout=120,
+      env=dict(os.environ, JAX_PLATFORMS="cpu"))
+  assert result.returncode != 0
+  assert "config.model.patch_size" in result.stderr
+  assert "does not divide image size 64" in result.stderr
+  assert not os.path.exists(tmp_path / "checkpoints")

@@ -1,0 +1,155 @@
+"""The objectives read what the spec allows them to read, and masking draws are sound."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import small_config
+from item_jax import masking, objectives, train_step
+from item_jax.benchmarks.train_throughput import random_batch
+from item_jax.data import tokenizer
+from item_jax.model import ItemModel, model_from_config
+
+
+def _setup(**overrides):
+  config = small_config(**overrides)
+  model = model_from_config(config.model)
+  params = model.init(jax.random.key(0), *train_step.dummy_model_inputs(model))["params"]
+  params = jax.tree.map(lambda x: x.value if hasattr(x, "value") else x, params,
+                        is_leaf=lambda x: hasattr(x, "value"))
+  batch = {k: jnp.asarray(v) for k, v in random_batch(config.model, 16, seed=1).items()}
+  return config, model, params, batch
+
+
+def _encode(model, params, encoder_inputs):
+  return model.apply({"params": params}, **encoder_inputs, method=ItemModel.encode)
+
+
+def test_global_heads_read_only_the_cls_state():
+  config, model, params, batch = _setup()
+  fns = objectives.make_objective_fns(model, config)
+  encoder_inputs, targets = fns.prepare(batch, jax.random.key(3))
+  states = _encode(model, params, encoder_inputs)["sequence_states"]
+
+  def loss_of(name):
+    return lambda s: fns.head_losses(params, s, targets)[1][f"{name}_loss"]
+
+  for global_name, local_name, first_slot in (("gmlm", "mlm", 1),
+                                              ("gmim", "mim", model.max_text_len)):
+    global_grad = jax.grad(loss_of(global_name))(states)
+    local_grad = jax.grad(loss_of(local_name))(states)
+    # The global head's loss moves only with the [CLS] state ...
+    assert float(jnp.abs(global_grad[:, 0]).max()) > 0
+    np.testing.assert_array_equal(np.asarray(global_grad[:, 1:]), 0.0)
+    # ... while the local head reads the masked positions' own states.
+    assert float(jnp.abs(local_grad[:, first_slot:]).max()) > 0
+    np.testing.assert_array_equal(np.asarray(local_grad[:, 0]), 0.0)
+
+  # Changing a masked position's own output state leaves the global losses unchanged.
+  rows = jnp.arange(states.shape[0])
+  masked_text_slot = targets["text_positions"][:, 0]
+  masked_patch_slot = model.max_text_len + targets["patch_positions"][:, 0]
+  perturbed = states.at[rows, masked_text_slot].add(3.0).at[rows, masked_patch_slot].add(3.0)
+  before = fns.head_losses(params, states, targets)[1]
+  after = fns.head_losses(params, perturbed, targets)[1]
+  assert before["gmlm_loss"] == after["gmlm_loss"]
+  assert before["gmim_loss"] == after["gmim_loss"]
+  assert before["mlm_loss"] != after["mlm_loss"]
+  assert before["mim_loss"] != after["mim_loss"]
+
+
+def test_itm_negatives_never_share_a_group():
+  groups = jnp.asarray(np.repeat(np.arange(32), 4), jnp.int32)  # 128 listings, 4 per group.
+  eligible = jnp.ones((128,), jnp.int32).at[:8].set(0)
+  for seed in range(5):
+    source, matched = masking.draw_itm_partners(jax.random.key(seed), groups, eligible, 0.5)
+    source, matched = np.asarray(source), np.asarray(matched)
+    negatives = matched == 0
+    assert 0.3 < negatives.mean() < 0.6
+    assert np.all(np.asarray(groups)[source[negatives]] != np.asarray(groups)[negatives])
+    assert np.all(np.asarray(eligible)[source[negatives]] == 1)  # Partners have a photo.
+    assert not negatives[:8].any()                               # Ineligible stay matched.
+    np.testing.assert_array_equal(source[~negatives], np.arange(128)[~negatives])
+
+
+def test_itm_keeps_pairs_matched_when_no_other_group_exists():
+  groups = jnp.zeros((16,), jnp.int32)
+  _, matched = masking.draw_itm_partners(jax.random.key(0), groups, jnp.ones((16,), jnp.int32),
+                                         0.9)
+  assert np.all(np.asarray(matched) == 1)
+
+
+def test_masked_modelling_losses_ignore_mismatched_pairs():
+  config, model, params, batch = _setup()
+  config.masking.itm_negative_fraction = 0.5
+  fns = objectives.make_objective_fns(model, config)
+  encoder_inputs, targets = fns.prepare(batch, jax.random.key(7))
+  mismatched = np.asarray(targets["matched"]) == 0
+  assert mismatched.any() and not mismatched.all()
+  for key in ("text_weights", "patch_weights"):
+    assert np.all(np.asarray(targets[key])[mismatched] == 0)
+    assert np.asarray(targets[key])[~mismatched].sum() > 0
+  states = _encode(model, params, encoder_inputs)["sequence_states"]
+  noise = jax.random.normal(jax.random.key(1), states.shape)
+  changed = jnp.where(jnp.asarray(mismatched)[:, None, None], states + noise, states)
+  before = fns.head_losses(params, states, targets)[1]
+  after = fns.head_losses(params, changed, targets)[1]
+  for name in ("mlm", "mim", "gmlm", "gmim"):
+    assert float(before[f"{name}_loss"]) == pytest.approx(float(after[f"{name}_loss"]), abs=1e-6), name
+  assert before["itm_loss"] != after["itm_loss"]
+
+
+def test_text_selection_rate_and_eligibility():
+  config, model, _, batch = _setup()
+  eligible = masking.title_piece_slots(batch["text_tokens"], batch["text_mask"])
+  rates = jnp.full((16,), 0.15)
+  capacity = masking.selection_capacity(0.15, model.max_text_len - 2)
+  selection = masking.select_slots(jax.random.key(0), eligible, rates, capacity)
+  assert selection.positions.shape == (16, capacity)
+  counts = np.asarray(selection.weights.sum(1))
+  expected = np.maximum(np.round(0.15 * np.asarray(eligible.sum(1))), 1)
+  np.testing.assert_array_equal(counts, expected)
+  chosen = np.asarray(selection.positions)[np.asarray(selection.weights) > 0]
+  rows = np.nonzero(np.asarray(selection.weights) > 0)[0]
+  assert np.all(np.asarray(eligible)[rows, chosen] == 1)  # Never CLS, SEP or padding.
+  tokens = np.asarray(batch["text_tokens"])
+  assert not np.isin(tokens[rows, chosen], [tokenizer.CLS_ID, tokenizer.SEP_ID,
+                                            tokenizer.PAD_ID]).any()
+
+
+def test_corruption_replaces_mostly_with_mask_token():
+  tokens = jnp.full((64, 32), 100, jnp.int32)
+  selected = jnp.ones((64, 32))
+  corrupted = np.asarray(masking.corrupt_text(jax.random.key(0), tokens, selected, 8000))
+  fractions = [(corrupted == tokenizer.MASK_ID).mean(), (corrupted == 100).mean()]
+  assert 0.75 < fractions[0] < 0.85
+  assert 0.07 < fractions[1] < 0.14
+  untouched = masking.corrupt_text(jax.random.key(0), tokens, jnp.zeros((64, 32)), 8000)
+  np.testing.assert_array_equal(np.asarray(untouched), np.asarray(tokens))
+
+
+def test_modality_aware_masking_draws_three_regimes():
+  config, model, _, batch = _setup(**{"masking.mode": "modality_aware"})
+  text_rates, image_rates = masking.draw_rates(jax.random.key(0), 300, config.masking)
+  pairs = {(round(float(t), 3), round(float(i), 3))
+           for t, i in zip(np.asarray(text_rates), np.asarray(image_rates))}
+  m = config.masking
+  assert pairs == {(m.heavy_text_rate, m.light_image_rate), (m.light_text_rate,
+                   m.heavy_image_rate), (m.light_text_rate, m.light_image_rate)}
+  fns = objectives.make_objective_fns(model, config)
+  _, targets = fns.prepare(batch, jax.random.key(0))
+  per_example_patches = np.asarray(targets["patch_weights"].sum(1))
+  matched = np.asarray(targets["matched"]) == 1
+  assert len(set(per_example_patches[matched].tolist())) > 1
+
+
+def test_unimodal_baselines_hide_the_other_modality():
+  config, model, params, batch = _setup(objectives="mlm,gmlm", modalities="text")
+  fns = objectives.make_objective_fns(model, config)
+  encoder_inputs, _ = fns.prepare(batch, jax.random.key(0))
+  assert np.all(np.asarray(encoder_inputs["has_image"]) == 0)
+  config, model, params, batch = _setup(objectives="mim,gmim", modalities="image")
+  fns = objectives.make_objective_fns(model, config)
+  encoder_inputs, _ = fns.prepare(batch, jax.random.key(0))
+  assert np.all(np.asarray(encoder_inputs["text_mask"]).sum(1) == 2)
