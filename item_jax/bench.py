@@ -12,6 +12,8 @@ import json
 from absl import app, flags
 from ml_collections import config_flags
 
+from item_jax import logging_setup
+
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=False)
 _STEPS = flags.DEFINE_integer("steps", 20, "Timed train steps.")
 _BATCHES = flags.DEFINE_integer("batches", 50, "Timed input batches.")
@@ -21,6 +23,7 @@ COMMANDS = ("train", "input")
 
 
 def main(argv):
+  logging_setup.quiet_library_logs()
   if len(argv) != 2 or argv[1] not in COMMANDS:
     raise app.UsageError(f"usage: python -m item_jax.bench {{{'|'.join(COMMANDS)}}} "
                          "--config CONFIG [flags]")

@@ -15,7 +15,7 @@ import os
 
 from absl import app, flags, logging
 
-from item_jax import trainer
+from item_jax import logging_setup, trainer
 from item_jax.data import convert, synthetic_catalog
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/demo", "Where everything is written.")
@@ -54,6 +54,7 @@ def prepare_catalog(workdir: str, num_products: int, listings_per_product: int,
 
 
 def main(argv):
+  logging_setup.quiet_library_logs()
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   workdir = _WORKDIR.value

@@ -12,7 +12,7 @@ import json
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from item_jax import distributed, trainer
+from item_jax import distributed, logging_setup, trainer
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file.",
                                           lock_config=True)
@@ -23,6 +23,7 @@ _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
 
 
 def main(argv):
+  logging_setup.quiet_library_logs()
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   if _CONFIG.value is None or _WORKDIR.value is None:

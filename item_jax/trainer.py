@@ -68,12 +68,13 @@ def flops_per_example(model_config) -> float:
   return 3.0 * (layers * per_layer + patch_embed)
 
 
-def train_and_evaluate(config, workdir: str, *,
-                       evaluate_fn: Callable | None = None) -> dict[str, float]:
+def train_and_evaluate(config, workdir: str, *, evaluate_fn: Callable | None = None,
+                       stop_at_step: int | None = None) -> dict[str, float]:
   """Trains `config` in `workdir` (resuming if it holds checkpoints); returns last metrics.
 
   `evaluate_fn(params, step) -> dict`, if given, runs every `config.eval_every_steps` and at
-  the end; its metrics are logged with the split name "validation".
+  the end; its metrics are logged with the split name "validation". `stop_at_step` stops
+  the run there as a preemption would (checkpoint, then return); a rerun continues.
   """
   # --- Config, mesh and data checks -------------------------------------------------
   config_check.check_config(config)
@@ -152,6 +153,8 @@ def train_and_evaluate(config, workdir: str, *,
         _check_finite(*previous)  # One step late, so the host never waits on the device.
       previous = (step, device_metrics)
       is_last = step == config.total_steps
+      if stop_at_step is not None and step >= stop_at_step and not is_last:
+        preemption.requested = True
       if step % config.log_every_steps == 0 or is_last:
         last_metrics = _host_metrics(device_metrics)
         if config.stop_on_nonfinite:
@@ -174,7 +177,7 @@ def train_and_evaluate(config, workdir: str, *,
         run_evaluation(step)
       if preemption.requested:
         checkpointer.wait()
-        logging.warning("Stopped at step %d after SIGTERM; rerun to resume.", step)
+        logging.warning("Stopped at step %d (preemption); rerun to resume.", step)
         break
     else:
       run_evaluation(step)

@@ -1,0 +1,27 @@
+"""Console logging for the command-line tools: our progress lines, the libraries' warnings.
+
+Orbax, JAX and TensorFlow log every checkpoint write and compilation detail at INFO; a
+filter on the absl handler keeps their warnings and errors and drops the rest.
+"""
+
+import logging
+
+from absl import logging as absl_logging
+
+_QUIET_LIBRARY_PATHS = ("/orbax/", "/jax/_src/", "/tensorflow/", "/etils/")
+
+
+class _LibraryInfoFilter(logging.Filter):
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    if record.levelno >= logging.WARNING:
+      return True
+    return not any(part in record.pathname for part in _QUIET_LIBRARY_PATHS)
+
+
+def quiet_library_logs() -> None:
+  """Installs the filter on absl's handler (idempotent)."""
+  handler = absl_logging.get_absl_handler()
+  if not any(isinstance(f, _LibraryInfoFilter) for f in handler.filters):
+    handler.addFilter(_LibraryInfoFilter())
+  absl_logging.set_verbosity(absl_logging.INFO)
