@@ -3,8 +3,9 @@
 Run it on one host:
   python -m item_jax.train --config configs/base.py --workdir runs/base \
       --config.data.dir DIR_OF_SHARDS
-On a TPU pod (FSDP over 8 chips x data over the rest), see launch/tpu_pod.sh:
-  launch/tpu_pod.sh --config configs/base.py:pod --workdir gs://BUCKET/base ...
+On a TPU pod (FSDP over 8 chips x data over the rest; docs/launch.md):
+  bash launch/tpu_pod.sh --name item-base --zone us-central2-b --accelerator_type v4-32 -- \
+      --config configs/base.py:pod --workdir gs://BUCKET/base --config.data.dir DIR
 """
 
 from item_jax import config_defaults

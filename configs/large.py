@@ -1,7 +1,8 @@
 """Large ITEm: 24 layers, width 1024, 16 heads, tensor-parallel over 4 devices.
 
-Run it on a TPU pod (see launch/tpu_pod.sh):
-  launch/tpu_pod.sh --config configs/large.py --workdir gs://BUCKET/large ...
+Run it on a TPU pod (docs/launch.md):
+  bash launch/tpu_pod.sh --name item-large --zone us-east5-a --accelerator_type v5p-64 -- \
+      --config configs/large.py --workdir gs://BUCKET/large --config.data.dir DIR
 """
 
 from item_jax import config_defaults

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Runs item_jax on this machine: the demo job, the tests or a training run, after
+# launch/setup_env.sh has made sure the .venv is ready.
+set -euo pipefail
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+readonly REPO_ROOT
+
+usage() {
+  cat <<'EOF'
+Usage: bash launch/local.sh [--dry-run] COMMAND [ARGS...]
+
+Commands:
+  demo [ARGS]   python -m item_jax.main_job --workdir runs/demo ARGS
+                (default catalog -> shards -> tiny training -> evaluation)
+  test [ARGS]   python -m pytest tests -q ARGS
+  train ARGS    python -m item_jax.train ARGS, e.g.
+                train --config configs/tiny.py:runlocal --workdir runs/tiny \
+                      --config.data.dir runs/demo/shards
+
+Each command first runs launch/setup_env.sh. --dry-run (before or right after COMMAND, or
+DRY_RUN=1) prints the commands instead of running them. The exit code is the command's.
+EOF
+}
+
+dry_run="${DRY_RUN:-0}"
+
+# Prints a command so that pasting it into a shell runs exactly it.
+print_command() {
+  local arg safe='^[A-Za-z0-9_./:=,@%+-]+$' quoted=()
+  for arg in "$@"; do
+    if [[ "${arg}" =~ ${safe} ]]; then
+      quoted+=("${arg}")
+    else
+      quoted+=("'${arg//\'/\'\\\'\'}'")
+    fi
+  done
+  echo "${quoted[*]}"
+}
+
+# Runs a command from the repo root, or only prints it under --dry-run.
+run() {
+  if ((dry_run)); then
+    print_command "$@"
+  else
+    "$@"
+  fi
+}
+
+main() {
+  if [[ "${1:-}" == "--dry-run" ]]; then
+    dry_run=1
+    shift
+  fi
+  local command="${1:-}"
+  shift || true
+  if [[ "${1:-}" == "--dry-run" ]]; then
+    dry_run=1
+    shift
+  fi
+  local python=".venv/bin/python" setup=(bash launch/setup_env.sh)
+  case "${command}" in
+    demo) set -- "${python}" -m item_jax.main_job --workdir runs/demo "$@" ;;
+    test) setup+=(--dev); set -- "${python}" -m pytest tests -q "$@" ;;
+    train)
+      if (($# == 0)); then
+        echo "local.sh: train needs arguments (--config ... --workdir ...)" >&2
+        usage >&2
+        exit 2
+      fi
+      set -- "${python}" -m item_jax.train "$@" ;;
+    -h|--help) usage; exit 0 ;;
+    *)
+      echo "local.sh: unknown command '${command}'" >&2
+      usage >&2
+      exit 2 ;;
+  esac
+  cd "${REPO_ROOT}"
+  run "${setup[@]}"
+  run "$@"
+}
+
+main "$@"
