@@ -1,0 +1,1 @@
+"""Benchmarks of item_jax's parts, run through `python -m item_jax.bench`."""

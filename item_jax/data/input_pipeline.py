@@ -1,0 +1,388 @@
+"""tf.data input pipeline: TFRecord shards -> host batches -> global `jax.Array` batches.
+
+Each host reads its own part of a split (`make_host_dataset`), and `make_global_iterator`
+assembles the hosts' batches into the global arrays the jitted step takes. Evaluation reads a
+split once, unshuffled, with its last batch padded (`iterate_eval_batches`). The shard schema
+and the batch dict are fixed in docs/design.md.
+
+Order and resume: a host's element sequence is a deterministic function of
+(seed, process_index, process_count). Epoch `e` shuffles the file order from (seed, e) and the
+records from (seed, process_index, e), so `start_batch=k` can jump straight to the epoch that
+holds batch `k` and skip the rest on serialized records, before anything is decoded.
+"""
+
+import logging
+import os
+import queue
+import threading
+from collections.abc import Iterator
+
+import jax
+import numpy as np
+import tensorflow as tf
+
+from item_jax.data import preprocess
+
+BATCH_KEYS = ("image", "has_image", "text_tokens", "text_mask", "has_title",
+              "group_index", "category_index", "valid")
+
+_FEATURE_SPEC = {
+    "image": tf.io.FixedLenFeature([], tf.string),
+    "title_tokens": tf.io.RaggedFeature(tf.int64),
+    "group_index": tf.io.FixedLenFeature([], tf.int64),
+    "category_index": tf.io.FixedLenFeature([], tf.int64),
+}
+_ID_FEATURE_SPEC = {"id": tf.io.FixedLenFeature([], tf.string)}
+
+_TFRECORD_LENGTH_BYTES = 8
+_TFRECORD_CRC_BYTES = 4
+_MAX_CYCLE_LENGTH = 16
+# Decoded examples the parallel decode may hold per core: one large host batch is spread over
+# all cores inside its map call; small batches are decoded several at once.
+_DECODED_EXAMPLES_IN_FLIGHT_PER_CORE = 64
+_NO_END = 2 ** 62
+
+
+def list_split_files(data_dir: str, split: str) -> list[str]:
+  """Returns the split's shard paths `DIR/{split}-k-of-n.tfrecord`, sorted."""
+  pattern = os.path.join(data_dir, f"{split}-*-of-*.tfrecord")
+  files = sorted(tf.io.gfile.glob(pattern))
+  if not files:
+    raise FileNotFoundError(
+        f"No '{split}' shards in data directory '{data_dir}' (looked for {pattern}). "
+        "Write them with `python -m item_jax.convert`.")
+  return files
+
+
+def make_host_dataset(data_dir: str, split: str, *, image_size: int, max_text_len: int,
+                      host_batch_size: int, process_index: int, process_count: int,
+                      shuffle_buffer: int, seed: int, repeat: bool = True,
+                      start_batch: int = 0, drop_remainder: bool = True) -> tf.data.Dataset:
+  """Returns this host's batches of the split as a `tf.data.Dataset` of batch dicts.
+
+  Hosts split the work by files when there are at least `process_count` files, otherwise
+  by examples; either way the hosts see disjoint examples that together cover the split.
+  The shuffle buffer holds serialized records (not decoded images), so host memory stays
+  bounded by `shuffle_buffer` encoded listings plus a few batches in flight.
+
+  Exact resume: the sequence of elements is a deterministic function of
+  (seed, process_index, process_count) and the files, and `start_batch=k` yields batch `k`
+  of that sequence first, equal to what a fresh dataset yields after `k` batches. It counts
+  the host's records (TFRecord headers only), starts at the epoch that holds batch `k` and
+  skips the remainder on serialized records, before parsing or decoding.
+
+  Args:
+    data_dir: directory of the converter's shards.
+    split: "train", "validation" or "test".
+    image_size: S of the `[S, S, 3]` images.
+    max_text_len: L text slots.
+    host_batch_size: examples per batch on this host.
+    process_index: this host's index among `process_count` hosts.
+    process_count: number of hosts reading the split.
+    shuffle_buffer: shuffle buffer in examples; 0 or 1 keeps file order.
+    seed: seeds the file and record shuffles.
+    repeat: cycle through epochs without end (each with its own shuffle).
+    start_batch: index of the first batch to yield.
+    drop_remainder: drop a final partial batch (only reachable with `repeat=False`).
+
+  Returns:
+    Dataset of dicts with the keys of `BATCH_KEYS`: `image` float32 [B, S, S, 3], the others
+    int32 [B] or [B, L].
+  """
+  _check_host(process_index, process_count)
+  if host_batch_size < 1:
+    raise ValueError(f"host_batch_size must be positive, got {host_batch_size}")
+  if start_batch < 0:
+    raise ValueError(f"start_batch must be >= 0, got {start_batch}")
+  files = list_split_files(data_dir, split)
+  host_files, shard_examples = _host_files(files, process_index, process_count)
+  first_epoch, skip_in_epoch = _resume_position(
+      host_files, shard_examples, process_index, process_count,
+      start_batch * host_batch_size, repeat)
+  epochs = tf.data.Dataset.range(first_epoch, _NO_END if repeat else first_epoch + 1)
+  shuffle = shuffle_buffer > 1
+  records = epochs.flat_map(lambda epoch: _epoch_records(
+      host_files, epoch, shuffle=shuffle, shuffle_buffer=shuffle_buffer, seed=seed,
+      shard_examples=shard_examples, process_index=process_index,
+      process_count=process_count))
+  records = records.skip(skip_in_epoch)
+  batches = _parse_batches(records, host_batch_size, image_size, max_text_len,
+                           drop_remainder=drop_remainder, with_ids=False)
+  return batches.with_options(_pipeline_options())
+
+
+def iterate_eval_batches(data_dir: str, split: str, *, image_size: int, max_text_len: int,
+                         batch_size: int, process_index: int = 0, process_count: int = 1
+                         ) -> Iterator[tuple[dict[str, np.ndarray], list[str]]]:
+  """Yields (batch of numpy arrays, ids of its valid rows) over one unshuffled pass.
+
+  Every example of this host's part of the split appears exactly once; the last batch is
+  padded to `batch_size` with rows whose `valid` is 0. Hosts may yield different numbers
+  of batches when the split does not divide evenly.
+  """
+  _check_host(process_index, process_count)
+  if batch_size < 1:
+    raise ValueError(f"batch_size must be positive, got {batch_size}")
+  files = list_split_files(data_dir, split)
+  host_files, shard_examples = _host_files(files, process_index, process_count)
+  records = _epoch_records(host_files, tf.constant(0, tf.int64), shuffle=False,
+                           shuffle_buffer=0, seed=0, shard_examples=shard_examples,
+                           process_index=process_index, process_count=process_count)
+  batches = _parse_batches(records, batch_size, image_size, max_text_len,
+                           drop_remainder=False, with_ids=True)
+  for batch in batches.with_options(_pipeline_options()).as_numpy_iterator():
+    ids = [listing_id.decode("utf-8") for listing_id in batch.pop("id")]
+    yield _pad_batch(batch, batch_size), ids
+
+
+def make_global_iterator(config, data_dir: str, mesh: jax.sharding.Mesh, batch_sharding,
+                         *, split: str = "train", start_step: int = 0
+                         ) -> Iterator[dict[str, jax.Array]]:
+  """Yields training batches as global `jax.Array`s, `config.data.prefetch_batches` ahead.
+
+  Each host reads `config.global_batch_size // jax.process_count()` examples per step and
+  the hosts' batches become one global array per key. Step `start_step` of a resumed run
+  receives the same batch as step `start_step` of an uninterrupted run.
+
+  Args:
+    config: uses model.image_size, model.max_text_len, global_batch_size,
+      data.shuffle_buffer, data.prefetch_batches and seed.
+    data_dir: directory of the converter's shards.
+    mesh: the device mesh the batch is laid out on.
+    batch_sharding: a `jax.sharding.Sharding` for every key, or a dict of them by key.
+    split: the split to read.
+    start_step: the first step's batch index.
+  """
+  process_count = jax.process_count()
+  global_batch_size = config.global_batch_size
+  if global_batch_size % process_count:
+    raise ValueError(f"global_batch_size {global_batch_size} is not divisible by the "
+                     f"{process_count} processes (hosts)")
+  _check_batch_divides_mesh(global_batch_size, mesh, batch_sharding)
+  dataset = make_host_dataset(
+      data_dir, split, image_size=config.model.image_size,
+      max_text_len=config.model.max_text_len,
+      host_batch_size=global_batch_size // process_count,
+      process_index=jax.process_index(), process_count=process_count,
+      shuffle_buffer=config.data.shuffle_buffer, seed=config.seed, repeat=True,
+      start_batch=start_step)
+  to_global = lambda batch: _to_global_arrays(batch, batch_sharding, global_batch_size)
+  host_batches = dataset.as_numpy_iterator()
+  return _PrefetchIterator(host_batches, to_global, config.data.prefetch_batches)
+
+
+def _check_host(process_index: int, process_count: int) -> None:
+  if process_count < 1 or not 0 <= process_index < process_count:
+    raise ValueError(f"process_index {process_index} is not in [0, process_count "
+                     f"{process_count})")
+
+
+def _host_files(files: list[str], process_index: int, process_count: int
+                ) -> tuple[list[str], bool]:
+  """Returns (files this host reads, whether it must further take every n-th example)."""
+  if len(files) >= process_count:
+    return files[process_index::process_count], False
+  return files, True
+
+
+def _epoch_records(files: list[str], epoch: tf.Tensor, *, shuffle: bool, shuffle_buffer: int,
+                   seed: int, shard_examples: bool, process_index: int,
+                   process_count: int) -> tf.data.Dataset:
+  """Serialized records of one epoch of this host, in an order fixed by (seed, epoch)."""
+  paths = tf.constant(files)
+  if shuffle:
+    # Hosts that shard examples must agree on the file order, so no process_index here.
+    paths = tf.random.experimental.stateless_shuffle(
+        paths, seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
+  records = tf.data.Dataset.from_tensor_slices(paths).interleave(
+      tf.data.TFRecordDataset, cycle_length=min(len(files), _MAX_CYCLE_LENGTH),
+      block_length=1, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+  if shard_examples:
+    records = records.shard(process_count, process_index)
+  if shuffle:
+    record_seed = tf.random.experimental.stateless_fold_in(
+        tf.constant([seed, process_index], tf.int64), epoch)[0]
+    records = records.shuffle(shuffle_buffer, seed=record_seed,
+                              reshuffle_each_iteration=False)
+  return records
+
+
+def _parse_batches(records: tf.data.Dataset, batch_size: int, image_size: int,
+                   max_text_len: int, *, drop_remainder: bool,
+                   with_ids: bool) -> tf.data.Dataset:
+  feature_spec = dict(_FEATURE_SPEC, **(_ID_FEATURE_SPEC if with_ids else {}))
+
+  def parse_and_preprocess(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
+    features = tf.io.parse_example(serialized, feature_spec)
+    images, has_image = tf.map_fn(
+        lambda image_bytes: preprocess.decode_image(image_bytes, image_size),
+        features["image"],
+        fn_output_signature=(tf.TensorSpec([image_size, image_size, 3], tf.float32),
+                             tf.TensorSpec([], tf.int32)),
+        parallel_iterations=_cpu_count())
+    text_tokens, text_mask, has_title = preprocess.pack_title_tokens(
+        features["title_tokens"], max_text_len)
+    batch = {
+        "image": images,
+        "has_image": has_image,
+        "text_tokens": text_tokens,
+        "text_mask": text_mask,
+        "has_title": has_title,
+        "group_index": tf.cast(features["group_index"], tf.int32),
+        "category_index": tf.cast(features["category_index"], tf.int32),
+        "valid": tf.ones_like(has_image),
+    }
+    if with_ids:
+      batch["id"] = features["id"]
+    return batch
+
+  batches = records.batch(batch_size, drop_remainder=drop_remainder)
+  batches = batches.map(parse_and_preprocess,
+                        num_parallel_calls=_batches_decoded_at_once(batch_size),
+                        deterministic=True)
+  return batches.prefetch(tf.data.AUTOTUNE)
+
+
+def _batches_decoded_at_once(batch_size: int) -> int:
+  """Enough batches in flight to keep every core busy, but at least two to overlap them."""
+  examples_wanted = _cpu_count() * _DECODED_EXAMPLES_IN_FLIGHT_PER_CORE
+  return max(2, -(-examples_wanted // batch_size))
+
+
+def _cpu_count() -> int:
+  return os.cpu_count() or 1
+
+
+def _pipeline_options() -> tf.data.Options:
+  options = tf.data.Options()
+  options.deterministic = True
+  options.threading.private_threadpool_size = max(2, _cpu_count())
+  return options
+
+
+def _resume_position(host_files: list[str], shard_examples: bool, process_index: int,
+                     process_count: int, examples_to_skip: int,
+                     repeat: bool) -> tuple[int, int]:
+  """Returns (first epoch, records to skip inside it) for skipping `examples_to_skip`."""
+  if examples_to_skip == 0 or not repeat:
+    return 0, examples_to_skip
+  examples_per_epoch = _count_records(host_files)
+  if shard_examples:
+    examples_per_epoch = len(range(process_index, examples_per_epoch, process_count))
+  if examples_per_epoch == 0:
+    raise ValueError(f"Cannot resume: host {process_index} of {process_count} has no "
+                     f"examples in {host_files}")
+  return divmod(examples_to_skip, examples_per_epoch)
+
+
+def _count_records(files: list[str]) -> int:
+  """Counts TFRecord records by hopping over their length headers, reading no payloads."""
+  total = 0
+  for path in files:
+    with tf.io.gfile.GFile(path, "rb") as stream:
+      while True:
+        header = stream.read(_TFRECORD_LENGTH_BYTES)
+        if not header:
+          break
+        if len(header) != _TFRECORD_LENGTH_BYTES:
+          raise ValueError(f"Truncated TFRecord file {path} after {total} records")
+        payload_length = int.from_bytes(header, "little")
+        stream.seek(stream.tell() + _TFRECORD_CRC_BYTES + payload_length
+                    + _TFRECORD_CRC_BYTES)
+        total += 1
+  return total
+
+
+def _pad_batch(batch: dict[str, np.ndarray], batch_size: int) -> dict[str, np.ndarray]:
+  missing = batch_size - len(batch["valid"])
+  if missing == 0:
+    return batch
+  return {key: np.concatenate([value, np.zeros((missing,) + value.shape[1:], value.dtype)])
+          for key, value in batch.items()}
+
+
+def _check_batch_divides_mesh(global_batch_size: int, mesh: jax.sharding.Mesh,
+                              batch_sharding) -> None:
+  shardings = batch_sharding.values() if isinstance(batch_sharding, dict) else [batch_sharding]
+  for sharding in shardings:
+    spec = getattr(sharding, "spec", None)
+    if not spec or spec[0] is None:
+      continue
+    axes = spec[0] if isinstance(spec[0], tuple) else (spec[0],)
+    num_shards = int(np.prod([mesh.shape[axis] for axis in axes]))
+    if global_batch_size % num_shards:
+      raise ValueError(f"global_batch_size {global_batch_size} is not divisible by the "
+                       f"{num_shards} devices of mesh axes {axes}")
+
+
+def _to_global_arrays(batch: dict[str, np.ndarray], batch_sharding,
+                      global_batch_size: int) -> dict[str, jax.Array]:
+  global_batch = {}
+  for key, local_array in batch.items():
+    sharding = batch_sharding[key] if isinstance(batch_sharding, dict) else batch_sharding
+    global_shape = (global_batch_size,) + local_array.shape[1:]
+    global_batch[key] = jax.make_array_from_process_local_data(sharding, local_array,
+                                                               global_shape)
+  return global_batch
+
+
+class _PrefetchIterator:
+  """Converts host batches to global arrays on a background thread, `depth` batches ahead."""
+
+  _END = object()
+
+  def __init__(self, host_batches, to_global, depth: int):
+    self._host_batches = host_batches
+    self._to_global = to_global
+    self._depth = depth
+    self._stop = threading.Event()
+    if depth > 0:
+      self._queue = queue.Queue(maxsize=depth)
+      self._thread = threading.Thread(target=self._fill, name="input-prefetch",
+                                      daemon=True)
+      self._thread.start()
+
+  def __iter__(self):
+    return self
+
+  def __next__(self) -> dict[str, jax.Array]:
+    if self._depth == 0:
+      return self._to_global(next(self._host_batches))
+    item = self._queue.get()
+    if item is self._END:
+      self._queue.put(self._END)
+      raise StopIteration
+    if isinstance(item, BaseException):
+      self._queue.put(item)
+      raise item
+    return item
+
+  def close(self) -> None:
+    """Stops the background thread; the iterator yields nothing more."""
+    self._stop.set()
+    if self._depth > 0:
+      while self._thread.is_alive():
+        try:
+          self._queue.get_nowait()
+        except queue.Empty:
+          self._thread.join(timeout=0.1)
+
+  def _fill(self) -> None:
+    try:
+      for batch in self._host_batches:
+        if not self._put(self._to_global(batch)):
+          return
+    except Exception as error:  # Handed to the consumer, which raises it.
+      logging.exception("Input pipeline failed")
+      self._put(error)
+      return
+    self._put(self._END)
+
+  def _put(self, item) -> bool:
+    while not self._stop.is_set():
+      try:
+        self._queue.put(item, timeout=0.1)
+        return True
+      except queue.Full:
+        continue
+    return False
