@@ -1,0 +1,92 @@
+"""Export drops the optimizer state; the loader's embeddings match the in-training model."""
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+import item_jax
+from conftest import small_config
+from item_jax import export, trainer
+from item_jax.data import input_pipeline
+from item_jax.model import ItemModel, model_from_config
+
+
+@pytest.fixture(scope="module")
+def trained_workdir(catalog_shards, tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("run"))
+  trainer.train_and_evaluate(small_config(total_steps=6, **{"data.dir": catalog_shards}),
+                             workdir)
+  return workdir
+
+
+@pytest.mark.parametrize("dtype, tolerance", [("float32", 1e-5), ("bfloat16", 3e-2)])
+def test_exported_embeddings_match_training(trained_workdir, catalog_shards, tmp_path, dtype,
+                                            tolerance):
+  config, params, step = export.restore_trained_params(trained_workdir)
+  assert step == 6
+  out = str(tmp_path / "export")
+  info = export.export_model(trained_workdir, out, dtype=dtype)
+  assert sorted(os.listdir(out)) == ["config.json", "export_info.json", "params.msgpack",
+                                     "tokenizer.model"]
+  num_params = sum(x.size for x in jax.tree.leaves(params))
+  assert info["num_params"] == num_params
+  bytes_per_param = 4 if dtype == "float32" else 2
+  # Parameters only: no optimizer state (Adam would triple the size).
+  assert os.path.getsize(os.path.join(out, "params.msgpack")) < 1.2 * bytes_per_param * num_params
+
+  batch, ids = next(input_pipeline.iterate_eval_batches(
+      catalog_shards, "validation", image_size=config.model.image_size,
+      max_text_len=config.model.max_text_len, batch_size=8))
+  model = model_from_config(config.model)
+  training_vectors = model.apply({"params": params}, batch["text_tokens"], batch["text_mask"],
+                                 batch["image"], batch["has_image"], method=ItemModel.embed)
+  exported = item_jax.load_exported(out)
+  np.testing.assert_allclose(exported.embed_inputs(batch), np.asarray(training_vectors),
+                             atol=tolerance)
+  assert len(ids) == int(batch["valid"].sum())
+
+
+def test_loader_preprocesses_raw_listings_like_the_converter(trained_workdir, catalog_shards,
+                                                             tmp_path):
+  out = str(tmp_path / "export")
+  export.export_model(trained_workdir, out)
+  exported = item_jax.load_exported(out)
+  batch, ids = next(input_pipeline.iterate_eval_batches(
+      catalog_shards, "validation", image_size=exported.config.model.image_size,
+      max_text_len=exported.config.model.max_text_len, batch_size=4))
+  manifest_dir = os.path.join(os.path.dirname(catalog_shards), "catalog")
+  with open(os.path.join(manifest_dir, "manifest.jsonl"), encoding="utf-8") as f:
+    listings = {row["id"]: row for row in map(json.loads, f)}
+  rows = [listings[i] for i in ids]
+  raw = exported.preprocess([os.path.join(manifest_dir, r["image"]) for r in rows],
+                            [r["title"] for r in rows])
+  for key in ("text_tokens", "text_mask", "has_image", "has_title"):
+    np.testing.assert_array_equal(raw[key], batch[key][:len(rows)], err_msg=key)
+  np.testing.assert_allclose(raw["image"], batch["image"][:len(rows)], atol=1e-6)
+
+
+def test_missing_modalities_are_masked_not_zero_filled(trained_workdir, tmp_path):
+  out = str(tmp_path / "export")
+  export.export_model(trained_workdir, out)
+  exported = item_jax.load_exported(out)
+  inputs = exported.preprocess([None, b""], ["", "red mug"])
+  assert inputs["has_image"].tolist() == [0, 0]
+  assert inputs["has_title"].tolist() == [0, 1]
+  assert inputs["text_mask"][0].sum() == 2  # [CLS] [SEP] only.
+  vectors = exported.embed([None], ["red mug"])
+  np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+  # A removed image is out of attention: whatever pixels sit in its slots change nothing.
+  one = exported.preprocess([None], ["red mug"])
+  noisy = dict(one, image=np.random.default_rng(0).uniform(-1, 1, one["image"].shape).astype(
+      np.float32))
+  np.testing.assert_array_equal(exported.embed_inputs(one), exported.embed_inputs(noisy))
+  shown = dict(noisy, has_image=np.ones_like(one["has_image"]))
+  assert np.abs(exported.embed_inputs(shown) - exported.embed_inputs(one)).max() > 1e-4
+
+
+def test_missing_export_files_give_a_clear_error(tmp_path):
+  with pytest.raises(FileNotFoundError, match="not an export directory"):
+    item_jax.load_exported(str(tmp_path))
