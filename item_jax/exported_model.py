@@ -42,8 +42,18 @@ class ExportedModel:
   batch_size: int = 64
 
   def __post_init__(self):
+    devices = jax.local_devices()
+    if self.batch_size % len(devices):
+      raise ValueError(f"batch_size {self.batch_size} must be a multiple of the "
+                       f"{len(devices)} local devices")
+    mesh = jax.sharding.Mesh(np.asarray(devices), ("batch",))
+    self._batch_sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("batch"))
+    replicated = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+    self.params = jax.device_put(self.params, replicated)
+    # Batches are split over every local device; the parameters are replicated.
     self._embed = jax.jit(lambda params, *inputs: self.model.apply(
-        {"params": params}, *inputs, method=ItemModel.embed))
+        {"params": params}, *inputs, method=ItemModel.embed),
+        out_shardings=replicated)
 
   def preprocess(self, images: Sequence, titles: Sequence[str | None]) -> dict[str, np.ndarray]:
     """Model inputs for listings: images as paths, encoded bytes or None; titles as text."""
@@ -91,8 +101,10 @@ class ExportedModel:
       real = len(chunk["text_tokens"])
       padded = {k: np.concatenate([v, np.repeat(v[-1:], self.batch_size - real, axis=0)])
                 for k, v in chunk.items()}  # A fixed shape compiles once.
-      vectors = self._embed(self.params, padded["text_tokens"], padded["text_mask"],
-                            padded["image"], padded["has_image"])
+      on_devices = jax.device_put(
+          [padded[k] for k in ("text_tokens", "text_mask", "image", "has_image")],
+          self._batch_sharding)
+      vectors = self._embed(self.params, *on_devices)
       out.append(np.asarray(vectors)[:real])
     return np.concatenate(out) if out else np.zeros((0, self.config.model.embed_dim),
                                                      np.float32)

@@ -90,3 +90,28 @@ def test_missing_modalities_are_masked_not_zero_filled(trained_workdir, tmp_path
 def test_missing_export_files_give_a_clear_error(tmp_path):
   with pytest.raises(FileNotFoundError, match="not an export directory"):
     item_jax.load_exported(str(tmp_path))
+
+
+def test_embed_manifest_handles_missing_modalities_and_rejects_broken_images(
+    trained_workdir, tmp_path):
+  from item_jax import embed  # pylint: disable=g-import-not-at-top
+  out = str(tmp_path / "export")
+  export.export_model(trained_workdir, out)
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  Image.new("RGB", (40, 30), (200, 10, 10)).save(tmp_path / "red.png")
+  (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+  rows = [dict(id="a", title="red ceramic mug", image="red.png"),
+          dict(id="b", title="", image="red.png"),
+          dict(id="c", title="blue tote bag", image=""),
+          dict(id="d", title="broken photo", image="broken.jpg")]
+  manifest_path = tmp_path / "m.jsonl"
+  manifest_path.write_text("\n".join(json.dumps(r) for r in rows) + "\n{not json\n")
+  summary = embed.embed_manifest(out, str(manifest_path), str(tmp_path / "emb"), batch_size=8,
+                                 show_progress=False)
+  vectors = np.load(tmp_path / "emb.npy")
+  assert summary["ids"] == ["a", "b", "c"]
+  assert vectors.shape == (3, 32)
+  np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+  reasons = sorted(r["reason"] for r in summary["rejects"])
+  assert reasons == ["corrupt_image", "malformed_line"]
+  assert summary["num_input_listings"] == summary["num_embedded"] + summary["num_rejected"]
