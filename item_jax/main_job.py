@@ -15,7 +15,7 @@ import os
 
 from absl import app, flags, logging
 
-from item_jax import logging_setup, trainer
+from item_jax import evaluate, export, logging_setup, trainer
 from item_jax.data import convert, synthetic_catalog
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/demo", "Where everything is written.")
@@ -65,8 +65,20 @@ def main(argv):
     config.total_steps = _STEPS.value
   logging.info("Stage 3/4: pretraining the tiny config for %d steps in %s",
                config.total_steps, os.path.join(workdir, "train"))
-  metrics = trainer.train_and_evaluate(config, os.path.join(workdir, "train"))
+  train_dir = os.path.join(workdir, "train")
+  metrics = trainer.train_and_evaluate(
+      config, train_dir, evaluate_fn=evaluate.make_validation_evaluator(config, config.data.dir))
   logging.info("Training done: %s", json.dumps(metrics))
+
+  logging.info("Stage 4/4: exporting and evaluating on the test split (unseen products)")
+  export_dir, eval_dir = os.path.join(workdir, "export"), os.path.join(workdir, "eval")
+  export.export_model(train_dir, export_dir)
+  _, params, step = export.restore_trained_params(train_dir)
+  results = evaluate.evaluate_params(params, config, config.data.dir, out_dir=eval_dir,
+                                     title=f"ITEm tiny on the embedded catalog (step {step})")
+  print("\n" + evaluate.format_summary(results))
+  print(f"\nexport: {export_dir}\nreport: {os.path.join(eval_dir, 'report.md')}\nplots: "
+        + ", ".join(results["plots"].values()))
 
 
 def run():

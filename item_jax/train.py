@@ -9,10 +9,11 @@ Multi-host: `jax.distributed` is initialised from the TPU / SLURM environment, o
 
 import json
 
+import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from item_jax import distributed, logging_setup, trainer
+from item_jax import distributed, evaluate, logging_setup, trainer
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Training config file.",
                                           lock_config=True)
@@ -29,7 +30,14 @@ def main(argv):
   if _CONFIG.value is None or _WORKDIR.value is None:
     raise app.UsageError("--config and --workdir are required")
   distributed.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
-  metrics = trainer.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  config = _CONFIG.value
+  evaluate_fn = None
+  if config.data.dir and jax.process_count() == 1:
+    evaluate_fn = evaluate.make_validation_evaluator(config, config.data.dir)
+  elif config.eval_every_steps:
+    logging.warning("Periodic validation runs in single-process jobs only; use "
+                    "python -m item_jax.evaluate on the checkpoints of this multi-host run.")
+  metrics = trainer.train_and_evaluate(config, _WORKDIR.value, evaluate_fn=evaluate_fn)
   logging.info("Done: %s", json.dumps(metrics))
 
 

@@ -38,3 +38,13 @@ def catalog_shards(tmp_path_factory):
   convert.convert_catalog(str(manifest), str(shard_dir), image_size=32, vocab_size=512,
                           num_workers=1, show_progress=False)
   return str(shard_dir)
+
+
+@pytest.fixture(scope="session")
+def trained_workdir(catalog_shards, tmp_path_factory):
+  """A small model trained for 6 steps on `catalog_shards` (checkpoint at step 6)."""
+  from item_jax import trainer  # pylint: disable=g-import-not-at-top
+  workdir = str(tmp_path_factory.mktemp("run"))
+  trainer.train_and_evaluate(small_config(total_steps=6, **{"data.dir": catalog_shards}),
+                             workdir)
+  return workdir

@@ -8,18 +8,9 @@ import numpy as np
 import pytest
 
 import item_jax
-from conftest import small_config
-from item_jax import export, trainer
+from item_jax import export
 from item_jax.data import input_pipeline
 from item_jax.model import ItemModel, model_from_config
-
-
-@pytest.fixture(scope="module")
-def trained_workdir(catalog_shards, tmp_path_factory):
-  workdir = str(tmp_path_factory.mktemp("run"))
-  trainer.train_and_evaluate(small_config(total_steps=6, **{"data.dir": catalog_shards}),
-                             workdir)
-  return workdir
 
 
 @pytest.mark.parametrize("dtype, tolerance", [("float32", 1e-5), ("bfloat16", 3e-2)])

@@ -1,0 +1,224 @@
+"""Downstream evaluation of an ITEm embedding (ITEM_SPEC section 5).
+
+  python -m item_jax.evaluate --workdir runs/demo/train --out runs/demo/eval
+  python -m item_jax.evaluate --export runs/demo/export --data_dir runs/demo/shards --out DIR
+
+On the converter's splits (product groups never cross splits):
+  * same-product retrieval on the test split (unseen products): every listing whose group
+    has another member queries all other test listings; Recall@1/5/10 and mAP@R;
+  * category prediction on frozen embeddings: a linear probe and cosine k-NN, fitted on
+    the train split and scored on the test split; top-1 accuracy and macro-F1;
+  * modality balance: the same retrieval with each query's title removed, and with its
+    image removed (through the attention masks), against the full gallery; the drops in
+    Recall@1 say how much the embedding leans on each modality.
+Writes metrics.json, report.md and PNG plots to --out. `make_validation_evaluator` is the
+same retrieval on the validation split, run periodically by the trainer.
+"""
+
+import json
+import os
+from typing import Callable
+
+import jax
+import numpy as np
+from absl import app, flags, logging
+
+from item_jax import logging_setup, objectives
+from item_jax.data import convert, input_pipeline
+from item_jax.evaluation import classification, plots, report, retrieval
+from item_jax.model import ItemModel, model_from_config
+
+REMOVALS = (None, "title", "image")
+
+
+class SplitEmbeddings:
+  """Embeddings of one split, with and without each modality, plus labels."""
+
+  def __init__(self, full, groups, categories, ids, without_title=None, without_image=None):
+    self.full, self.groups, self.categories, self.ids = full, groups, categories, ids
+    self.without_title, self.without_image = without_title, without_image
+
+
+def make_embed_fn(model_config) -> Callable:
+  """jitted (params, batch) -> L2-normalised embeddings."""
+  model = model_from_config(model_config)
+
+  @jax.jit
+  def embed(params, batch):
+    return model.apply({"params": params}, batch["text_tokens"], batch["text_mask"],
+                       batch["image"], batch["has_image"], method=ItemModel.embed)
+  return embed
+
+
+def remove_modality(batch: dict, removal: str | None) -> dict:
+  """The batch with every title (or image) removed from attention; None keeps it whole."""
+  if removal is None:
+    return batch
+  if removal == "image":
+    return dict(batch, has_image=np.zeros_like(batch["has_image"]))
+  if removal == "title":
+    return dict(batch, **jax.tree.map(np.asarray, objectives.remove_titles(
+        batch["text_tokens"], batch["text_mask"])))
+  raise ValueError(f"unknown removal {removal!r}; one of {REMOVALS}")
+
+
+def embed_split(params, config, data_dir: str, split: str, *, removals=REMOVALS,
+                batch_size: int = 64, max_examples: int | None = None,
+                embed_fn: Callable | None = None) -> SplitEmbeddings:
+  """Embeds a split in one pass, once per requested removal."""
+  embed_fn = embed_fn or make_embed_fn(config.model)
+  modalities = objectives.enabled_modalities(config)
+  vectors = {removal: [] for removal in removals}
+  groups, categories, ids = [], [], []
+  for batch, batch_ids in input_pipeline.iterate_eval_batches(
+      data_dir, split, image_size=config.model.image_size,
+      max_text_len=config.model.max_text_len, batch_size=batch_size):
+    valid = batch["valid"].astype(bool)
+    # A baseline trained on one modality is evaluated on what it was trained to see.
+    batch = jax.tree.map(np.asarray, objectives.restrict_modalities(batch, modalities))
+    for removal in removals:
+      vectors[removal].append(np.asarray(embed_fn(params, remove_modality(batch,
+                                                                          removal)))[valid])
+    groups.append(batch["group_index"][valid])
+    categories.append(batch["category_index"][valid])
+    ids.extend(batch_ids)
+    if max_examples and len(ids) >= max_examples:
+      break
+  stack = lambda parts: np.concatenate(parts) if parts else np.zeros((0,), np.int32)
+  result = SplitEmbeddings(stack(vectors[removals[0]]), stack(groups), stack(categories), ids)
+  if "title" in removals:
+    result.without_title = stack(vectors["title"])
+  if "image" in removals:
+    result.without_image = stack(vectors["image"])
+  return result
+
+
+def retrieval_with_balance(split: SplitEmbeddings) -> dict:
+  """Retrieval of the split against itself; again with titles / images removed from queries."""
+  self_index = np.arange(len(split.groups))
+  metrics = {"retrieval": retrieval.retrieval_metrics(
+      split.full, split.groups, split.full, split.groups, query_gallery_index=self_index)}
+  for name, queries in (("retrieval_no_title", split.without_title),
+                        ("retrieval_no_image", split.without_image)):
+    if queries is not None:
+      metrics[name] = retrieval.retrieval_metrics(queries, split.groups, split.full,
+                                                  split.groups, query_gallery_index=self_index)
+  full_r1 = metrics["retrieval"]["recall@1"]
+  metrics["modality_balance"] = {
+      f"recall@1_drop_without_{name.rsplit('_', 1)[1]}": full_r1 - metrics[name]["recall@1"]
+      for name in ("retrieval_no_title", "retrieval_no_image") if name in metrics}
+  return metrics
+
+
+def evaluate_params(params, config, data_dir: str, *, out_dir: str | None = None,
+                    title: str = "ITEm evaluation", max_train_examples: int = 50_000) -> dict:
+  """Every downstream metric of `params`; with `out_dir`, the report and the plots too."""
+  embed_fn = make_embed_fn(config.model)
+  info = convert.load_dataset_info(data_dir)
+  test = embed_split(params, config, data_dir, "test", embed_fn=embed_fn)
+  train = embed_split(params, config, data_dir, "train", removals=(None,), embed_fn=embed_fn,
+                      max_examples=max_train_examples)
+  metrics = retrieval_with_balance(test)
+  num_classes = max(len(info["categories"]), 1)
+  metrics["linear_probe"] = classification.linear_probe(
+      train.full, train.categories, test.full, test.categories, num_classes=num_classes)
+  metrics["knn"] = classification.knn_classify(
+      train.full, train.categories, test.full, test.categories, num_classes=num_classes,
+      k=min(10, len(train.full)))
+  metrics["data"] = dict(dir=os.path.abspath(data_dir), num_test=len(test.ids),
+                         num_train_for_probe=len(train.ids))
+  if out_dir:
+    write_outputs(metrics, test, info, out_dir, title)
+  return metrics
+
+
+def write_outputs(metrics: dict, test: SplitEmbeddings, info: dict, out_dir: str,
+                  title: str) -> None:
+  """metrics.json, report.md and the three plots."""
+  os.makedirs(out_dir, exist_ok=True)
+  self_index = np.arange(len(test.groups))
+  curves = {"full listing": retrieval.recall_at_k_curve(
+      test.full, test.groups, test.full, test.groups, query_gallery_index=self_index,
+      max_k=min(50, max(len(test.groups) - 1, 1)))}
+  for label, queries in (("query without title", test.without_title),
+                         ("query without image", test.without_image)):
+    curves[label] = retrieval.recall_at_k_curve(
+        queries, test.groups, test.full, test.groups, query_gallery_index=self_index,
+        max_k=len(curves["full listing"]))
+  metrics["plots"] = {
+      "recall_curves": plots.plot_recall_curves(curves, os.path.join(out_dir, "recall_at_k.png")),
+      "projection": plots.plot_embedding_projection(
+          test.full, test.categories, info["categories"],
+          os.path.join(out_dir, "embedding_projection.png")),
+      "similarities": plots.plot_similarity_distributions(
+          test.full, test.groups, os.path.join(out_dir, "similarity_distributions.png")),
+  }
+  report.write_report(metrics, out_dir, title=title)
+
+
+def make_validation_evaluator(config, data_dir: str) -> Callable[[dict, int], dict]:
+  """`evaluate(params, step) -> flat metrics` on the validation split, for the trainer."""
+  embed_fn = make_embed_fn(config.model)
+
+  def evaluate(params, step):  # pylint: disable=unused-argument
+    split = embed_split(params, config, data_dir, "validation", embed_fn=embed_fn)
+    if len(split.ids) < 2:
+      return {}
+    metrics = retrieval_with_balance(split)
+    return {key: float(value) for key, value in report.flatten_metrics(metrics).items()
+            if isinstance(value, (int, float)) and not key.endswith("num_gallery")}
+  return evaluate
+
+
+def format_summary(metrics: dict) -> str:
+  """The few lines a person reads first."""
+  r, probe, knn = metrics["retrieval"], metrics["linear_probe"], metrics["knn"]
+  lines = [f"same-product search: R@1={r['recall@1']:.3f} R@5={r['recall@5']:.3f} "
+           f"R@10={r['recall@10']:.3f} mAP@R={r['map@r']:.3f} ({r['num_queries']} queries)",
+           f"category: probe acc={probe['top1_accuracy']:.3f} F1={probe['macro_f1']:.3f}; "
+           f"kNN acc={knn['top1_accuracy']:.3f} F1={knn['macro_f1']:.3f}"]
+  balance = metrics.get("modality_balance", {})
+  if balance:
+    lines.append("modality balance (R@1 drop): " + ", ".join(
+        f"{key.replace('recall@1_drop_without_', 'without ')}={value:+.3f}"
+        for key, value in balance.items()))
+  return "\n".join(lines)
+
+
+def main(argv):
+  logging_setup.quiet_library_logs()
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  flag_values = flags.FLAGS
+  if bool(flag_values.workdir) == bool(flag_values.export):
+    raise app.UsageError("give exactly one of --workdir (a training run) or --export")
+  if not flag_values.out:
+    raise app.UsageError("--out is required")
+  if flag_values.workdir:
+    from item_jax import export  # pylint: disable=g-import-not-at-top
+    config, params, step = export.restore_trained_params(flag_values.workdir)
+    source = f"{flag_values.workdir} (step {step})"
+  else:
+    from item_jax import exported_model  # pylint: disable=g-import-not-at-top
+    loaded = exported_model.load_exported(flag_values.export)
+    config, params, source = loaded.config, loaded.params, flag_values.export
+  data_dir = flag_values.data_dir or config.data.dir
+  metrics = evaluate_params(params, config, data_dir, out_dir=flag_values.out,
+                            title=f"ITEm evaluation of {source}")
+  print(format_summary(metrics))
+  print(f"report: {os.path.join(flag_values.out, 'report.md')}; plots: "
+        + ", ".join(metrics["plots"].values()))
+  print(json.dumps(report.flatten_metrics({k: v for k, v in metrics.items() if k != "plots"})))
+
+
+def run():
+  """Command-line entry point (flags are defined here, so importing the module is free)."""
+  flags.DEFINE_string("workdir", None, "Training workdir (latest checkpoint is evaluated).")
+  flags.DEFINE_string("export", None, "Export directory (python -m item_jax.export).")
+  flags.DEFINE_string("data_dir", None, "Shards to evaluate on (default: the run's data).")
+  flags.DEFINE_string("out", None, "Directory for metrics.json, report.md and plots.")
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()
