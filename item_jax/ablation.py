@@ -1,0 +1,96 @@
+"""Trains and evaluates the four ablation variants of `configs/ablation.py`, then tabulates.
+
+  python -m item_jax.ablation --data_dir runs/demo/shards --workdir runs/ablation [--steps 400]
+
+Every variant trains on the same shards for the same number of steps (resuming if its
+workdir has checkpoints), is evaluated on the test split (`item_jax/evaluate.py`), and
+lands in WORKDIR/comparison.md (the table), WORKDIR/comparison.json and
+WORKDIR/recall_at_k.png (Recall@k of every variant).
+"""
+
+import importlib.util
+import json
+import os
+import time
+
+import numpy as np
+from absl import app, flags, logging
+
+from item_jax import evaluate, export, logging_setup, trainer
+from item_jax.evaluation import plots, report, retrieval
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def ablation_config(variant: str):
+  """configs/ablation.py:VARIANT, loaded by path."""
+  spec = importlib.util.spec_from_file_location(
+      "ablation_config", os.path.join(REPO_ROOT, "configs", "ablation.py"))
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config(variant), tuple(module.VARIANTS)
+
+
+def run_ablation(data_dir: str, workdir: str, *, steps: int | None = None,
+                 variants: tuple[str, ...] | None = None) -> dict:
+  """Trains and evaluates each variant; returns {variant: metrics}."""
+  _, all_variants = ablation_config("full")
+  variants = variants or all_variants
+  results, curves = {}, {}
+  for variant in variants:
+    config, _ = ablation_config(variant)
+    config.data.dir = data_dir
+    if steps:
+      config.total_steps = steps
+    variant_dir = os.path.join(workdir, variant)
+    start = time.time()
+    logging.info("Ablation %s: %s on %s for %d steps", variant, config.objectives,
+                 config.modalities, config.total_steps)
+    trainer.train_and_evaluate(config, variant_dir)
+    train_s = time.time() - start
+    _, params, _ = export.restore_trained_params(variant_dir)
+    metrics = evaluate.evaluate_params(params, config, data_dir,
+                                       out_dir=os.path.join(variant_dir, "eval"),
+                                       title=f"Ablation {variant}")
+    metrics["train_seconds"] = round(train_s, 1)
+    metrics["steps"] = config.total_steps
+    results[variant] = {k: v for k, v in metrics.items() if k != "plots"}
+    test = evaluate.embed_split(params, config, data_dir, "test", removals=(None,))
+    curves[variant] = retrieval.recall_at_k_curve(
+        test.full, test.groups, test.full, test.groups,
+        query_gallery_index=np.arange(len(test.groups)),
+        max_k=min(20, max(len(test.groups) - 1, 1)))
+    logging.info("Ablation %s done in %.0fs:\n%s", variant, train_s,
+                 evaluate.format_summary(metrics))
+  os.makedirs(workdir, exist_ok=True)
+  report.write_comparison_table(results, os.path.join(workdir, "comparison.md"))
+  with open(os.path.join(workdir, "comparison.json"), "w", encoding="utf-8") as f:
+    json.dump(results, f, indent=2, default=float)
+  plots.plot_recall_curves(curves, os.path.join(workdir, "recall_at_k.png"))
+  return results
+
+
+def main(argv):
+  logging_setup.quiet_library_logs()
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  if not flags.FLAGS.data_dir or not flags.FLAGS.workdir:
+    raise app.UsageError("--data_dir and --workdir are required")
+  variants = tuple(flags.FLAGS.variants) if flags.FLAGS.variants else None
+  run_ablation(flags.FLAGS.data_dir, flags.FLAGS.workdir, steps=flags.FLAGS.steps,
+               variants=variants)
+  with open(os.path.join(flags.FLAGS.workdir, "comparison.md"), encoding="utf-8") as f:
+    print(f.read())
+
+
+def run():
+  """Command-line entry point (flags are defined here, so importing the module is free)."""
+  flags.DEFINE_string("data_dir", None, "Converted shards shared by every variant.")
+  flags.DEFINE_string("workdir", None, "One sub-directory per variant, plus the table.")
+  flags.DEFINE_integer("steps", None, "Training steps per variant (default: the config's).")
+  flags.DEFINE_list("variants", None, "Subset of variants to run (default: all four).")
+  app.run(main)
+
+
+if __name__ == "__main__":
+  run()
