@@ -1,7 +1,8 @@
 """Benchmarks that print one JSON line each.
 
   python -m item_jax.bench train --config configs/tiny.py --steps 20
-  python -m item_jax.bench input --config configs/base.py [--data_dir DIR] [--batches 50]
+  python -m item_jax.bench input --config configs/base.py [--data_dir DIR] [--batches 50] \
+      [--train_examples_per_s 2000]
 
 `train` times the compiled step on device-resident random batches; `input` times the host
 tf.data pipeline (read, parse, decode, resize, normalise, batch).
@@ -18,6 +19,9 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.", lock_c
 _STEPS = flags.DEFINE_integer("steps", 20, "Timed train steps.")
 _BATCHES = flags.DEFINE_integer("batches", 50, "Timed input batches.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Shards to read (input); default: synthetic.")
+_TRAIN_RATE = flags.DEFINE_float(
+    "train_examples_per_s", None,
+    "input: the training step's examples/s per host, reported next to the pipeline's rate.")
 
 COMMANDS = ("train", "input")
 
@@ -35,7 +39,8 @@ def main(argv):
   else:
     from item_jax.benchmarks import input_throughput  # pylint: disable=g-import-not-at-top
     result = input_throughput.benchmark_input(_CONFIG.value, data_dir=_DATA_DIR.value,
-                                              num_batches=_BATCHES.value)
+                                              num_batches=_BATCHES.value,
+                                              train_examples_per_s=_TRAIN_RATE.value)
   print(json.dumps(result), flush=True)
 
 
