@@ -3,15 +3,22 @@
 A checkpoint holds two items: `state` (params, optimizer state, step; restored onto the
 shardings of the abstract state it is given, so a checkpoint saved on one mesh loads onto
 another) and `data` (JSON: how many batches the input pipeline has served). Saves are
-asynchronous; only finished checkpoints are listed, so a run killed mid-write resumes from
-the latest complete one.
+asynchronous. Orbax writes each checkpoint into `STEP.orbax-checkpoint-tmp*` and renames
+it to `STEP` only once every item and every host has finished (on object stores, a
+`commit_success.txt` marks it), so a run killed mid-write leaves only a temporary directory:
+it is never listed, the next start deletes it (process 0, before anything else touches
+the directory), and the run resumes from the latest complete checkpoint.
 """
 
 from typing import Any
 
+import jax
 import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
+from jax.experimental import multihost_utils
+
+UNFINISHED_SUFFIX = ".orbax-checkpoint-tmp"
 
 
 class Checkpointer:
@@ -20,6 +27,7 @@ class Checkpointer:
   def __init__(self, directory: str, *, save_every_steps: int, keep: int,
                async_save: bool = True):
     self.directory = epath.Path(directory).absolute()
+    self._delete_unfinished_writes()
     options = ocp.CheckpointManagerOptions(
         max_to_keep=keep, save_interval_steps=save_every_steps,
         enable_async_checkpointing=async_save, create=True)
@@ -31,6 +39,24 @@ class Checkpointer:
 
   def all_steps(self) -> list[int]:
     return list(self._manager.all_steps())
+
+  def unfinished_writes(self) -> list[epath.Path]:
+    """Temporary directories of checkpoints whose write never finished."""
+    if not self.directory.exists():
+      return []
+    return sorted(path for path in self.directory.iterdir() if UNFINISHED_SUFFIX in path.name)
+
+  def _delete_unfinished_writes(self) -> None:
+    """Process 0 deletes them, before any process lists or writes checkpoints."""
+    if jax.process_index() == 0:
+      unfinished = self.unfinished_writes()
+      if unfinished:
+        logging.warning("Checkpoint: deleting %d unfinished write(s) of an interrupted run: %s",
+                        len(unfinished), ", ".join(path.name for path in unfinished))
+      for path in unfinished:
+        path.rmtree()
+    if jax.process_count() > 1:
+      multihost_utils.sync_global_devices("checkpoint: unfinished writes deleted")
 
   def save(self, step: int, state: Any, data_position: dict, *, force: bool = False) -> bool:
     """Saves if `step` is on the save interval (or `force`); returns whether it saved."""

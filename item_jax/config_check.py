@@ -75,6 +75,11 @@ def check_config(config) -> None:
   _require(config.checkpoint_every_steps > 0, "checkpoint_every_steps", "must be positive")
   _require(config.log_every_steps > 0, "log_every_steps", "must be positive")
   _require(config.keep_checkpoints > 0, "keep_checkpoints", "must be positive")
+  num_streams = config.data.get("num_streams", 0)
+  _require(isinstance(num_streams, int) and num_streams >= 0, "data.num_streams",
+           f"must be a whole number >= 0 (0: one stream per process), got {num_streams!r}")
+  _require(num_streams == 0 or config.global_batch_size % num_streams == 0, "data.num_streams",
+           f"{num_streams} streams do not divide global_batch_size {config.global_batch_size}")
   for axis in ("data", "fsdp", "tensor"):
     _require(axis in config.mesh, f"mesh.{axis}", "missing mesh axis")
     _require(config.mesh[axis] == -1 or config.mesh[axis] > 0, f"mesh.{axis}",
@@ -90,6 +95,10 @@ def check_config_against_mesh(config, mesh, process_count: int = 1) -> None:
            f"{data_parallel} (mesh data={mesh.shape['data']} x fsdp={mesh.shape['fsdp']})")
   _require(config.global_batch_size % process_count == 0, "global_batch_size",
            f"{config.global_batch_size} is not divisible by the {process_count} processes")
+  num_streams = config.data.get("num_streams", 0)
+  _require(num_streams % process_count == 0, "data.num_streams",
+           f"{num_streams} streams are not a multiple of the {process_count} processes "
+           "(each process reads the same number of streams)")
   fsdp, tensor = mesh.shape["fsdp"], mesh.shape["tensor"]
   _require(model.hidden_dim % fsdp == 0, "model.hidden_dim",
            f"{model.hidden_dim} is not divisible by mesh.fsdp={fsdp}")

@@ -2,11 +2,13 @@
 
 Config checks, mesh, data, model and optimizer, sharded state, the compiled step,
 checkpoints, evaluation hooks and the loop. Running it again on the same workdir resumes
-from the latest complete checkpoint, at the same data position. SIGTERM (a maintenance
-event) saves the current step and stops. The command line is `item_jax/train.py`.
+from the latest complete checkpoint, at the same data position (the data position is the
+step: batch `k` of the stream order fixed by the seed and `config.data.num_streams`).
+SIGTERM (a maintenance event) saves the current step, waits for the write, and stops; in a
+multi-process run every process stops at the same step. The command line is
+`item_jax/train.py`; docs/launch.md describes preemption and resume.
 """
 
-import json
 import math
 import os
 import signal
@@ -16,6 +18,8 @@ from typing import Callable
 import jax
 import numpy as np
 from absl import logging
+from jax._src import distributed as jax_distributed
+from jax.experimental import multihost_utils
 
 from item_jax import checkpoint, config_check, sharding, train_step
 from item_jax.data import convert, input_pipeline
@@ -27,35 +31,106 @@ class NonFiniteLossError(FloatingPointError):
 
 
 class _PreemptionFlag:
-  """Set by SIGTERM; the loop saves and stops at the next step boundary."""
+  """Set by SIGTERM; the loop saves and stops at the next step boundary.
+
+  A single process catches SIGTERM itself. A multi-process run uses JAX's preemption
+  service instead: it catches SIGTERM on any host and picks one step at which every process
+  stops (`reached_preemption_sync_point`), so they all save the same step.
+  """
 
   def __init__(self):
     self.requested = False
+    self._synced = False
+    self._previous_handler = None
 
   def install(self) -> None:
+    if jax.process_count() > 1 and jax_distributed.global_state.preemption_sync_manager:
+      self._synced = True
+      return
+
     def handler(signum, frame):  # pylint: disable=unused-argument
       logging.warning("SIGTERM received: saving a checkpoint and stopping.")
       self.requested = True
     try:
-      signal.signal(signal.SIGTERM, handler)
+      self._previous_handler = signal.signal(signal.SIGTERM, handler)
     except ValueError:  # Not the main thread (e.g. called from a test worker thread).
       pass
+
+  def uninstall(self) -> None:
+    if self._previous_handler is not None:
+      signal.signal(signal.SIGTERM, self._previous_handler)
+      self._previous_handler = None
+
+  def reached(self, step: int) -> bool:
+    """Whether to save `step` and stop; multi-process runs must ask at every step."""
+    if self._synced and multihost_utils.reached_preemption_sync_point(step):
+      logging.warning("Preemption notice: every process saves step %d and stops.", step)
+      self.requested = True
+    return self.requested
+
+
+class _NonFiniteGuard:
+  """Reads each step's `finite` flag: stops the run, or counts and logs the skipped step.
+
+  `push` checks the step before (one step late, so the host never waits on the device);
+  `check_pending` checks the latest step at once, before a checkpoint or a log line.
+  """
+
+  def __init__(self, stop: bool):
+    self.stop = stop
+    self.skipped_steps = 0
+    self._pending = None
+
+  def push(self, step: int, device_metrics: dict) -> None:
+    self.check_pending()
+    self._pending = (step, device_metrics)
+
+  def check_pending(self) -> None:
+    if self._pending is None:
+      return
+    step, device_metrics = self._pending
+    self._pending = None
+    if float(device_metrics["finite"]) == 1.0:
+      return
+    metrics = _host_metrics(device_metrics)
+    bad = _nonfinite_names(metrics)
+    if self.stop:
+      raise NonFiniteLossError(
+          f"Non-finite value at step {step} in {', '.join(bad)}: {metrics}. The last good "
+          "checkpoint is kept; set config.stop_on_nonfinite=False to skip such steps.")
+    self.skipped_steps += 1
+    logging.warning("Step %d skipped (non-finite %s); parameters and optimizer state are "
+                    "kept. %d step(s) skipped so far.", step, ", ".join(bad), self.skipped_steps)
 
 
 def _host_metrics(device_metrics: dict) -> dict[str, float]:
   return {key: float(value) for key, value in jax.device_get(device_metrics).items()}
 
 
-def _check_finite(step: int, device_metrics: dict) -> None:
-  if float(device_metrics["finite"]) == 1.0:
-    return
-  metrics = _host_metrics(device_metrics)
-  bad = [key for key, value in metrics.items() if key.endswith("_loss") and not math.isfinite(value)]
-  if not math.isfinite(metrics.get("grad_norm", 0.0)):
-    bad.append("grad_norm")
-  raise NonFiniteLossError(
-      f"Non-finite value at step {step} in {', '.join(bad) or 'loss'}: {metrics}. "
-      "The last good checkpoint is kept; set config.stop_on_nonfinite=False to skip such steps.")
+def _nonfinite_names(metrics: dict[str, float]) -> list[str]:
+  """The objectives (`*_loss`) and `grad_norm` whose value is not finite."""
+  bad = [key for key, value in metrics.items()
+         if (key.endswith("_loss") or key == "grad_norm") and not math.isfinite(value)]
+  return bad or ["loss"]
+
+
+def choose_num_streams(config, recorded: int | None) -> int:
+  """The stream count: the config's, else the checkpoint's if it fits, else one per process.
+
+  Keeping a checkpoint's stream count keeps the data order when a run resumes on a different
+  number of hosts.
+  """
+  recorded_fits = (bool(recorded) and recorded % jax.process_count() == 0
+                   and config.global_batch_size % recorded == 0)
+  if recorded_fits and not config.data.get("num_streams", 0):
+    chosen = recorded
+  else:
+    chosen = input_pipeline.resolve_num_streams(config)
+  if recorded and recorded != chosen:
+    logging.warning("The checkpoint's data order used %d streams, this run uses %d: the order "
+                    "of the remaining examples changes (set config.data.num_streams=%d to keep "
+                    "it).", recorded, chosen, recorded)
+  return chosen
 
 
 def flops_per_example(model_config) -> float:
@@ -76,6 +151,17 @@ def train_and_evaluate(config, workdir: str, *, evaluate_fn: Callable | None = N
   the end; its metrics are logged with the split name "validation". `stop_at_step` stops
   the run there as a preemption would (checkpoint, then return); a rerun continues.
   """
+  preemption = _PreemptionFlag()
+  preemption.install()  # First, so that a SIGTERM during start-up is not fatal either.
+  try:
+    return _train(config, workdir, evaluate_fn, stop_at_step, preemption)
+  finally:
+    preemption.uninstall()
+
+
+def _train(config, workdir: str, evaluate_fn: Callable | None, stop_at_step: int | None,
+           preemption: _PreemptionFlag) -> dict[str, float]:
+  """The body of `train_and_evaluate`, with the SIGTERM handler in place."""
   # --- Config, mesh and data checks -------------------------------------------------
   config_check.check_config(config)
   mesh = sharding.make_mesh(config.mesh)
@@ -101,37 +187,36 @@ def train_and_evaluate(config, workdir: str, *, evaluate_fn: Callable | None = N
       os.path.join(workdir, "checkpoints"), save_every_steps=config.checkpoint_every_steps,
       keep=config.keep_checkpoints)
   if checkpointer.latest_step() is not None:
-    state, data_position = checkpointer.restore(setup.abstract_state)
+    state, restored_position = checkpointer.restore(setup.abstract_state)
     start_step = int(jax.device_get(state["step"]))
-    if data_position.get("global_batch_size", config.global_batch_size) != config.global_batch_size:
-      logging.warning("Global batch changed since the checkpoint; the data position is "
-                      "approximate.")
+    _check_data_position(config, restored_position, start_step)
     logging.info("Resuming from step %d", start_step)
   else:
     state = setup.init_state(jax.random.key(config.seed))
-    start_step = 0
+    start_step, restored_position = 0, {}
     if jax.process_index() == 0:
       os.makedirs(workdir, exist_ok=True)
       with open(os.path.join(workdir, "config.json"), "w", encoding="utf-8") as f:
         f.write(config.to_json_best_effort(indent=2))
+  num_streams = choose_num_streams(config, restored_position.get("num_streams"))
 
   # --- The compiled step ---------------------------------------------------------------
   compile_start = time.time()
   step_fn = train_step.compile_train_step(setup, config)
-  memory = step_fn.memory_analysis()
-  logging.info("Step compiled in %.1fs. Memory per device: %s", time.time() - compile_start,
-               memory_summary(memory))
+  logging.info("Step compiled in %.1fs. Memory per device: %s; train state per device: %s",
+               time.time() - compile_start, memory_summary(step_fn.memory_analysis()),
+               state_memory_summary(setup.abstract_state))
 
-  batches = input_pipeline.make_global_iterator(config, config.data.dir, mesh,
-                                                setup.batch_sharding, start_step=start_step)
+  batches = input_pipeline.make_global_iterator(
+      config, config.data.dir, mesh, setup.batch_sharding, start_step=start_step,
+      num_streams=num_streams)
   logger = MetricsLogger(workdir, config.total_steps)
-  preemption = _PreemptionFlag()
-  preemption.install()
+  nonfinite = _NonFiniteGuard(stop=config.stop_on_nonfinite)
   flops = flops_per_example(config.model)
 
   def data_position(step):
     return {"next_batch": step, "global_batch_size": config.global_batch_size,
-            "process_count": jax.process_count()}
+            "num_streams": num_streams, "process_count": jax.process_count()}
 
   def run_evaluation(step):
     if evaluate_fn is not None:
@@ -141,7 +226,6 @@ def train_and_evaluate(config, workdir: str, *, evaluate_fn: Callable | None = N
 
   # --- The loop ------------------------------------------------------------------------
   last_metrics: dict[str, float] = {}
-  previous = None  # (step, device metrics) of the step before, read one step late.
   window_start, window_steps = time.time(), 0
   step = start_step
   try:
@@ -149,49 +233,81 @@ def train_and_evaluate(config, workdir: str, *, evaluate_fn: Callable | None = N
       state, device_metrics = step_fn(state, next(batches))
       step += 1
       window_steps += 1
-      if config.stop_on_nonfinite and previous is not None:
-        _check_finite(*previous)  # One step late, so the host never waits on the device.
-      previous = (step, device_metrics)
+      nonfinite.push(step, device_metrics)
       is_last = step == config.total_steps
       if stop_at_step is not None and step >= stop_at_step and not is_last:
         preemption.requested = True
+      stopping = preemption.reached(step) and not is_last
       if step % config.log_every_steps == 0 or is_last:
-        last_metrics = _host_metrics(device_metrics)
-        if config.stop_on_nonfinite:
-          _check_finite(step, device_metrics)
+        nonfinite.check_pending()
         elapsed = time.time() - window_start
+        last_metrics = _host_metrics(device_metrics)
         last_metrics.update(
             examples_per_s=window_steps * config.global_batch_size / elapsed,
             step_ms=1000.0 * elapsed / window_steps,
-            eta_s=(config.total_steps - step) * elapsed / window_steps)
+            eta_s=(config.total_steps - step) * elapsed / window_steps,
+            skipped_steps=nonfinite.skipped_steps)
         last_metrics["tflops_per_device"] = (
             last_metrics["examples_per_s"] * flops / 1e12 / jax.device_count())
         logger.log(step, last_metrics)
         window_start, window_steps = time.time(), 0
-      due = step % config.checkpoint_every_steps == 0 or is_last or preemption.requested
-      if due:
-        if config.stop_on_nonfinite:
-          _check_finite(step, device_metrics)
+      if step % config.checkpoint_every_steps == 0 or is_last or stopping:
+        nonfinite.check_pending()  # Never save a state that a non-finite step produced.
         checkpointer.save(step, state, data_position(step), force=True)
+      if stopping:
+        checkpointer.wait()
+        logging.warning("Stopped at step %d (preemption); checkpoint written, rerun to resume.",
+                        step)
+        break
       if config.eval_every_steps and step % config.eval_every_steps == 0 and not is_last:
         run_evaluation(step)
-      if preemption.requested:
-        checkpointer.wait()
-        logging.warning("Stopped at step %d (preemption); rerun to resume.", step)
-        break
     else:
+      nonfinite.check_pending()
       run_evaluation(step)
   finally:
+    batches.close()
     checkpointer.close()
     logger.close()
   last_metrics["step"] = step
   return last_metrics
 
 
+def _check_data_position(config, position: dict, step: int) -> None:
+  """Warns when the checkpoint's data position cannot be continued exactly."""
+  if position.get("next_batch", step) != step:
+    logging.warning("The checkpoint's data position (batch %s) differs from its step %d; "
+                    "continuing from batch %d.", position.get("next_batch"), step, step)
+  if position.get("global_batch_size", config.global_batch_size) != config.global_batch_size:
+    logging.warning("Global batch changed since the checkpoint (%s -> %d); the data position "
+                    "is approximate.", position.get("global_batch_size"),
+                    config.global_batch_size)
+
+
 def memory_summary(memory) -> str:
+  """The compiled step's memory per device, from XLA's memory analysis."""
   if memory is None:
     return "unavailable"
-  fields = ("argument_size_in_bytes", "output_size_in_bytes", "temp_size_in_bytes",
-            "alias_size_in_bytes")
-  return ", ".join(f"{name.replace('_size_in_bytes', '')}={getattr(memory, name, 0) / 2**20:.1f}MiB"
-                   for name in fields)
+  sizes = {name: getattr(memory, f"{name}_size_in_bytes", 0)
+           for name in ("argument", "output", "alias", "temp", "generated_code")}
+  peak = getattr(memory, "peak_memory_in_bytes", 0)
+  parts = [f"peak {_mib(peak)}"] if peak else []
+  parts += [f"arguments {_mib(sizes['argument'])}",
+            f"outputs {_mib(sizes['output'])} ({_mib(sizes['alias'])} in donated buffers)",
+            f"temporaries {_mib(sizes['temp'])}", f"code {_mib(sizes['generated_code'])}"]
+  return ", ".join(parts)
+
+
+def state_memory_summary(abstract_state) -> str:
+  """Bytes of params and optimizer state on the fullest device, against their total."""
+  parts = []
+  for name in ("params", "opt_state"):
+    leaves = jax.tree.leaves(abstract_state[name])
+    total = sum(leaf.size * leaf.dtype.itemsize for leaf in leaves)
+    per_device = sum(math.prod(leaf.sharding.shard_shape(leaf.shape)) * leaf.dtype.itemsize
+                     for leaf in leaves)
+    parts.append(f"{name} {_mib(per_device)} of {_mib(total)}")
+  return ", ".join(parts)
+
+
+def _mib(num_bytes: float) -> str:
+  return f"{num_bytes / 2**20:.1f}MiB"

@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 from jax.sharding import NamedSharding, PartitionSpec
 
-from item_jax import config_defaults
+from item_jax import config_check, config_defaults, sharding
 from item_jax.benchmarks import input_throughput
 from item_jax.data import input_pipeline
 from item_jax.data import tokenizer
@@ -220,3 +220,64 @@ def test_benchmark_reports_throughput_on_synthetic_shards():
   assert result["host_batch_size"] == 8 and result["image_size"] == IMAGE_SIZE
   assert result["num_files"] == 8
   assert result["host_needed_examples_per_s"] == 123.0
+
+
+def _global_batches(config, data_dir, num_batches, start_step=0):
+  mesh = jax.make_mesh((8,), ("data",))
+  iterator = input_pipeline.make_global_iterator(
+      config, data_dir, mesh, NamedSharding(mesh, PartitionSpec("data")),
+      start_step=start_step)
+  batches = [jax.device_get(next(iterator)) for _ in range(num_batches)]
+  iterator.close()
+  return batches
+
+
+def test_global_batch_concatenates_the_streams_in_order(data_dir):
+  config = _tiny_config(global_batch_size=8)
+  config.data.num_streams = 2
+  batches = _global_batches(config, data_dir, 3)
+  streams = [_take_batches(_host_dataset(data_dir, host_batch_size=4, shuffle_buffer=8,
+                                         seed=config.seed, process_index=stream,
+                                         process_count=2), 3) for stream in range(2)]
+  for index, batch in enumerate(batches):
+    for key in input_pipeline.BATCH_KEYS:
+      expected = np.concatenate([streams[0][index][key], streams[1][index][key]])
+      np.testing.assert_array_equal(batch[key], expected, err_msg=key)
+  # The streams are disjoint parts of the split: files 0 and 2 against files 1 and 3.
+  assert set(streams[0][0]["group_index"] % 2) == {0}
+  assert set(streams[1][0]["group_index"] % 2) == {1}
+
+
+def test_stream_order_differs_from_one_stream_and_resumes_exactly(data_dir):
+  config = _tiny_config(global_batch_size=8)
+  one_stream = _global_batches(config, data_dir, 1)
+  config.data.num_streams = 2
+  fresh = _global_batches(config, data_dir, 6)  # 11 examples a stream: crosses an epoch.
+  resumed = _global_batches(config, data_dir, 3, start_step=3)
+  assert list(one_stream[0]["group_index"]) != list(fresh[0]["group_index"])
+  for expected, actual in zip(fresh[3:], resumed, strict=True):
+    for key in input_pipeline.BATCH_KEYS:
+      np.testing.assert_array_equal(expected[key], actual[key], err_msg=key)
+
+
+def test_process_streams_of_a_single_process_are_all_streams():
+  mesh = jax.make_mesh((8,), ("data",))
+  batch_sharding = NamedSharding(mesh, PartitionSpec("data"))
+  assert input_pipeline.process_streams(16, 4, batch_sharding) == range(4)
+  with pytest.raises(ValueError, match="config.data.num_streams: 3 streams do not divide"):
+    input_pipeline.process_streams(16, 3, batch_sharding)
+
+
+@pytest.mark.parametrize("num_streams, process_count, message", [
+    (-1, 1, "must be a whole number >= 0"),
+    (3, 1, "3 streams do not divide global_batch_size 16"),
+    (2, 4, "2 streams are not a multiple of the 4 processes"),
+])
+def test_num_streams_is_validated(num_streams, process_count, message):
+  config = config_defaults.default_config()
+  config.global_batch_size = 16
+  config.data.num_streams = num_streams
+  mesh = sharding.make_mesh(config.mesh)
+  with pytest.raises(config_check.ConfigError, match=f"config.data.num_streams: {message}"):
+    config_check.check_config(config)
+    config_check.check_config_against_mesh(config, mesh, process_count)

@@ -1,13 +1,17 @@
-"""tf.data input pipeline: TFRecord shards -> host batches -> global `jax.Array` batches.
+"""tf.data input pipeline: TFRecord shards -> stream batches -> global `jax.Array` batches.
 
-Each host reads its own part of a split (`make_host_dataset`), and `make_global_iterator`
-assembles the hosts' batches into the global arrays the jitted step takes. Evaluation reads a
-split once, unshuffled, with its last batch padded (`iterate_eval_batches`). The shard schema
-and the batch dict are fixed in docs/design.md.
+Training splits the split's files (or examples) into `config.data.num_streams` disjoint
+streams (`make_host_dataset` reads one). Global batch `b` is batch `b` of stream 0, then of
+stream 1, and so on, so the data order depends on (seed, num_streams) and not on the
+hardware: each process builds only the streams whose rows of the global batch its devices
+hold, and `make_global_iterator` assembles them into the global arrays the jitted step
+takes. One process with two streams sees the same global batches as two processes.
+Evaluation reads a split once, unshuffled, with its last batch padded
+(`iterate_eval_batches`). The shard schema and the batch dict are fixed in docs/design.md.
 
-Order and resume: a host's element sequence is a deterministic function of
-(seed, process_index, process_count). Epoch `e` shuffles the file order from (seed, e) and the
-records from (seed, process_index, e), so `start_batch=k` can jump straight to the epoch that
+Order and resume: a stream's element sequence is a deterministic function of
+(seed, stream index, stream count). Epoch `e` shuffles the file order from (seed, e) and the
+records from (seed, stream index, e), so `start_batch=k` can jump straight to the epoch that
 holds batch `k` and skip the rest on serialized records, before anything is decoded.
 """
 
@@ -58,10 +62,13 @@ def make_host_dataset(data_dir: str, split: str, *, image_size: int, max_text_le
                       host_batch_size: int, process_index: int, process_count: int,
                       shuffle_buffer: int, seed: int, repeat: bool = True,
                       start_batch: int = 0, drop_remainder: bool = True) -> tf.data.Dataset:
-  """Returns this host's batches of the split as a `tf.data.Dataset` of batch dicts.
+  """Returns one part (a host's, or a training stream's) of the split as batch dicts.
 
-  Hosts split the work by files when there are at least `process_count` files, otherwise
-  by examples; either way the hosts see disjoint examples that together cover the split.
+  In training, `process_index` / `process_count` name a stream among
+  `config.data.num_streams` (see `make_global_iterator`); in benchmarks and evaluation, a
+  host among the hosts. Parts split the work by files when there are at least
+  `process_count` files, otherwise by examples; either way the parts hold disjoint examples
+  that together cover the split.
   The shuffle buffer holds serialized records (not decoded images), so host memory stays
   bounded by `shuffle_buffer` encoded listings plus a few batches in flight.
 
@@ -76,9 +83,9 @@ def make_host_dataset(data_dir: str, split: str, *, image_size: int, max_text_le
     split: "train", "validation" or "test".
     image_size: S of the `[S, S, 3]` images.
     max_text_len: L text slots.
-    host_batch_size: examples per batch on this host.
-    process_index: this host's index among `process_count` hosts.
-    process_count: number of hosts reading the split.
+    host_batch_size: examples per batch of this part.
+    process_index: this part's index (host or stream) among `process_count` parts.
+    process_count: number of parts the split is divided into.
     shuffle_buffer: shuffle buffer in examples; 0 or 1 keeps file order.
     seed: seeds the file and record shuffles.
     repeat: cycle through epochs without end (each with its own shuffle).
@@ -136,39 +143,98 @@ def iterate_eval_batches(data_dir: str, split: str, *, image_size: int, max_text
 
 
 def make_global_iterator(config, data_dir: str, mesh: jax.sharding.Mesh, batch_sharding,
-                         *, split: str = "train", start_step: int = 0
-                         ) -> Iterator[dict[str, jax.Array]]:
+                         *, split: str = "train", start_step: int = 0,
+                         num_streams: int | None = None) -> "_PrefetchIterator":
   """Yields training batches as global `jax.Array`s, `config.data.prefetch_batches` ahead.
 
-  Each host reads `config.global_batch_size // jax.process_count()` examples per step and
-  the hosts' batches become one global array per key. Step `start_step` of a resumed run
-  receives the same batch as step `start_step` of an uninterrupted run.
+  The split is read as `num_streams` streams of `global_batch_size // num_streams` examples
+  per step; global batch `b` is the streams' batches `b` in stream order. This process builds
+  only the streams that fill the rows of the global batch its devices hold. Step
+  `start_step` of a resumed run receives the same batch as step `start_step` of an
+  uninterrupted run with the same seed and stream count, whatever the process count.
 
   Args:
     config: uses model.image_size, model.max_text_len, global_batch_size,
-      data.shuffle_buffer, data.prefetch_batches and seed.
+      data.shuffle_buffer (per stream), data.prefetch_batches, data.num_streams and seed.
     data_dir: directory of the converter's shards.
     mesh: the device mesh the batch is laid out on.
     batch_sharding: a `jax.sharding.Sharding` for every key, or a dict of them by key.
     split: the split to read.
     start_step: the first step's batch index.
+    num_streams: overrides `resolve_num_streams(config)` (a resumed run keeps the stream
+      count of its checkpoint).
   """
-  process_count = jax.process_count()
   global_batch_size = config.global_batch_size
-  if global_batch_size % process_count:
-    raise ValueError(f"global_batch_size {global_batch_size} is not divisible by the "
-                     f"{process_count} processes (hosts)")
+  num_streams = resolve_num_streams(config) if num_streams is None else num_streams
   _check_batch_divides_mesh(global_batch_size, mesh, batch_sharding)
-  dataset = make_host_dataset(
+  streams = process_streams(global_batch_size, num_streams, batch_sharding)
+  stream_batch_size = global_batch_size // num_streams
+  datasets = [make_host_dataset(
       data_dir, split, image_size=config.model.image_size,
-      max_text_len=config.model.max_text_len,
-      host_batch_size=global_batch_size // process_count,
-      process_index=jax.process_index(), process_count=process_count,
+      max_text_len=config.model.max_text_len, host_batch_size=stream_batch_size,
+      process_index=stream, process_count=num_streams,
       shuffle_buffer=config.data.shuffle_buffer, seed=config.seed, repeat=True,
-      start_batch=start_step)
+      start_batch=start_step) for stream in streams]
   to_global = lambda batch: _to_global_arrays(batch, batch_sharding, global_batch_size)
-  host_batches = dataset.as_numpy_iterator()
+  host_batches = _concatenate_streams(datasets).as_numpy_iterator()
   return _PrefetchIterator(host_batches, to_global, config.data.prefetch_batches)
+
+
+def resolve_num_streams(config) -> int:
+  """`config.data.num_streams`, where 0 means one stream per process."""
+  return config.data.get("num_streams", 0) or jax.process_count()
+
+
+def process_streams(global_batch_size: int, num_streams: int, batch_sharding) -> range:
+  """The streams whose rows of the global batch this process's devices hold.
+
+  Stream `s` fills rows `[s * n, (s + 1) * n)`, `n = global_batch_size // num_streams`. The
+  process's rows must be one contiguous run that starts and ends on stream boundaries.
+  """
+  if num_streams < 1 or global_batch_size % num_streams:
+    raise ValueError(f"config.data.num_streams: {num_streams} streams do not divide "
+                     f"global_batch_size {global_batch_size}")
+  rows = _process_rows(global_batch_size, batch_sharding)
+  stream_batch_size = global_batch_size // num_streams
+  if rows.start % stream_batch_size or len(rows) % stream_batch_size:
+    raise ValueError(
+        f"config.data.num_streams: process {jax.process_index()} holds rows "
+        f"[{rows.start}, {rows.stop}) of the global batch of {global_batch_size}, which do not "
+        f"fall on the boundaries of {num_streams} streams of {stream_batch_size} rows; use a "
+        f"multiple of the {jax.process_count()} processes")
+  return range(rows.start // stream_batch_size, rows.stop // stream_batch_size)
+
+
+def _process_rows(global_batch_size: int, batch_sharding) -> range:
+  """The rows of the global batch held by this process's devices, as one range."""
+  shardings = (list(batch_sharding.values()) if isinstance(batch_sharding, dict)
+               else [batch_sharding])
+  row_sets = []
+  for sharding in shardings:
+    indices = sharding.addressable_devices_indices_map((global_batch_size,)).values()
+    row_sets.append(sorted({row for index in indices
+                            for row in range(*index[0].indices(global_batch_size))}))
+  rows = row_sets[0]
+  if any(other != rows for other in row_sets[1:]):
+    raise ValueError("Every key of the batch must be split over the same devices; got "
+                     f"shardings {shardings}")
+  if rows != list(range(rows[0], rows[-1] + 1)):
+    raise ValueError(f"Process {jax.process_index()} holds rows of the global batch that are "
+                     f"not contiguous ({rows[:8]}...); the batch sharding must give each "
+                     "process one contiguous block of rows")
+  return range(rows[0], rows[-1] + 1)
+
+
+def _concatenate_streams(datasets: list[tf.data.Dataset]) -> tf.data.Dataset:
+  """Batch `b` of every stream, concatenated in stream order into one batch."""
+  if len(datasets) == 1:
+    return datasets[0]
+  zipped = tf.data.Dataset.zip(tuple(datasets))
+  return zipped.map(
+      lambda *batches: {key: tf.concat([batch[key] for batch in batches], axis=0)
+                        for key in batches[0]},
+      num_parallel_calls=tf.data.AUTOTUNE, deterministic=True
+  ).prefetch(tf.data.AUTOTUNE).with_options(_pipeline_options())
 
 
 def _check_host(process_index: int, process_count: int) -> None:
