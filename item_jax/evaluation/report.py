@@ -1,0 +1,128 @@
+"""Evaluation reports: metrics.json plus a readable report.md, and the ablation table.
+
+A metrics dict may nest one level per evaluation; these section names are the ones the
+comparison table reads (each holds the dict its function returns):
+
+  retrieval             `retrieval.retrieval_metrics` on full listings
+  retrieval_no_title    the same with every query's title removed
+  retrieval_no_image    the same with every query's image removed
+  linear_probe          `classification.linear_probe`
+  knn                   `classification.knn_classify`
+
+Nested keys are shown flattened with dots ("retrieval.recall@1"); flat dotted dicts work
+as well.
+"""
+
+import json
+import math
+import os
+from collections.abc import Mapping
+
+import numpy as np
+
+COMPARISON_COLUMNS = (
+    ("R@1", "retrieval.recall@1"),
+    ("R@5", "retrieval.recall@5"),
+    ("R@10", "retrieval.recall@10"),
+    ("mAP@R", "retrieval.map@r"),
+    ("probe acc", "linear_probe.top1_accuracy"),
+    ("probe F1", "linear_probe.macro_f1"),
+    ("kNN acc", "knn.top1_accuracy"),
+    ("kNN F1", "knn.macro_f1"),
+    ("R@1 no-title", "retrieval_no_title.recall@1"),
+    ("R@1 no-image", "retrieval_no_image.recall@1"),
+)
+MISSING = "n/a"
+
+
+def write_report(metrics: Mapping, out_dir, *, title: str) -> tuple[str, str]:
+  """Writes OUT_DIR/metrics.json (full precision) and OUT_DIR/report.md (a table).
+
+  Returns:
+    (json_path, markdown_path).
+  """
+  os.makedirs(out_dir, exist_ok=True)
+  json_path = os.path.join(out_dir, "metrics.json")
+  markdown_path = os.path.join(out_dir, "report.md")
+  plain = _json_ready(metrics)
+  with open(json_path, "w") as f:
+    json.dump(plain, f, indent=2, sort_keys=True)
+    f.write("\n")
+  lines = [f"# {title}", "", "| metric | value |", "|---|---|"]
+  lines += [f"| {name} | {format_value(value)} |"
+            for name, value in flatten_metrics(plain).items()]
+  with open(markdown_path, "w") as f:
+    f.write("\n".join(lines) + "\n")
+  return json_path, markdown_path
+
+
+def write_comparison_table(rows: Mapping[str, Mapping], path) -> str:
+  """Writes the ablation table (one row per model, COMPARISON_COLUMNS) as markdown.
+
+  Args:
+    rows: model name -> its metrics dict (nested by section or flat with dotted keys).
+    path: the markdown file to write.
+
+  Returns:
+    path. A metric a model lacks reads "n/a".
+  """
+  if not rows:
+    raise ValueError("write_comparison_table needs at least one model")
+  headers = ["model"] + [header for header, _ in COMPARISON_COLUMNS]
+  lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+  for model_name, metrics in rows.items():
+    flat = flatten_metrics(_json_ready(metrics))
+    cells = [model_name] + [format_value(flat.get(key, MISSING))
+                            for _, key in COMPARISON_COLUMNS]
+    lines.append("| " + " | ".join(cells) + " |")
+  directory = os.path.dirname(os.fspath(path))
+  if directory:
+    os.makedirs(directory, exist_ok=True)
+  with open(path, "w") as f:
+    f.write("\n".join(lines) + "\n")
+  return path
+
+
+def flatten_metrics(metrics: Mapping, prefix: str = "") -> dict:
+  """{"a": {"b": 1}} -> {"a.b": 1}, in insertion order."""
+  flat = {}
+  for key, value in metrics.items():
+    name = f"{prefix}{key}"
+    if isinstance(value, Mapping):
+      flat.update(flatten_metrics(value, prefix=f"{name}."))
+    else:
+      flat[name] = value
+  return flat
+
+
+def format_value(value) -> str:
+  """4 decimals for floats, integers as they are, lists shortened."""
+  if isinstance(value, bool) or value is None:
+    return str(value)
+  if isinstance(value, int):
+    return str(value)
+  if isinstance(value, float):
+    return "nan" if math.isnan(value) else f"{value:.4f}"
+  if isinstance(value, list):
+    shown = ", ".join(format_value(item) for item in value[:5])
+    return f"[{shown}{', ...' if len(value) > 5 else ''}] ({len(value)} values)"
+  return str(value)
+
+
+def _json_ready(value):
+  """numpy scalars and arrays -> plain Python, recursively; NaN stays NaN."""
+  if isinstance(value, Mapping):
+    return {str(key): _json_ready(item) for key, item in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [_json_ready(item) for item in value]
+  if isinstance(value, np.ndarray):
+    return _json_ready(value.tolist())
+  if isinstance(value, np.bool_):
+    return bool(value)
+  if isinstance(value, np.integer):
+    return int(value)
+  if isinstance(value, np.floating):
+    return float(value)
+  if hasattr(value, "__array__") and getattr(value, "shape", None) is not None:
+    return _json_ready(np.asarray(value))
+  return value
