@@ -25,23 +25,13 @@ EOF
 
 dry_run="${DRY_RUN:-0}"
 
-# Prints a command so that pasting it into a shell runs exactly it.
-print_command() {
-  local arg safe='^[A-Za-z0-9_./:=,@%+-]+$' quoted=()
-  for arg in "$@"; do
-    if [[ "${arg}" =~ ${safe} ]]; then
-      quoted+=("${arg}")
-    else
-      quoted+=("'${arg//\'/\'\\\'\'}'")
-    fi
-  done
-  echo "${quoted[*]}"
-}
+# shellcheck source=launch/common.sh
+source "${REPO_ROOT}/launch/common.sh"
 
 # Runs a command from the repo root, or only prints it under --dry-run.
 run() {
   if ((dry_run)); then
-    print_command "$@"
+    quote_command "$@"
   else
     "$@"
   fi

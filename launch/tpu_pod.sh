@@ -110,18 +110,8 @@ default_runtime_version() {
   esac
 }
 
-# Quotes one command so that pasting it into a shell runs exactly it.
-quote_command() {
-  local arg safe='^[A-Za-z0-9_./:=,@%+-]+$' quoted=()
-  for arg in "$@"; do
-    if [[ "${arg}" =~ ${safe} ]]; then
-      quoted+=("${arg}")
-    else
-      quoted+=("'${arg//\'/\'\\\'\'}'")
-    fi
-  done
-  echo "${quoted[*]}"
-}
+# shellcheck source=launch/common.sh
+source "${REPO_ROOT}/launch/common.sh"
 
 # Runs a command, or only prints it under --dry-run.
 run() {

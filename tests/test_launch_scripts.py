@@ -38,8 +38,8 @@ def _commands(completed: subprocess.CompletedProcess) -> list[list[str]]:
 def test_shellcheck_is_clean(script):
   if shutil.which("shellcheck") is None:
     pytest.skip("shellcheck is not installed (apt-get install shellcheck)")
-  completed = subprocess.run(["shellcheck", str(LAUNCH_DIR / script)], capture_output=True,
-                             text=True, timeout=60)
+  completed = subprocess.run(["shellcheck", "-x", str(LAUNCH_DIR / script)], cwd=REPO_ROOT,
+                             capture_output=True, text=True, timeout=60)
   assert completed.returncode == 0, completed.stdout + completed.stderr
 
 
@@ -84,6 +84,7 @@ def _write_executable(path: pathlib.Path, text: str) -> None:
 @pytest.mark.parametrize("setup_status, python_status, expected", [(0, 7, 7), (3, 0, 3)])
 def test_local_propagates_exit_codes(tmp_path, setup_status, python_status, expected):
   _write_executable(tmp_path / "launch" / "local.sh", (LAUNCH_DIR / "local.sh").read_text())
+  _write_executable(tmp_path / "launch" / "common.sh", (LAUNCH_DIR / "common.sh").read_text())
   _write_executable(tmp_path / "launch" / "setup_env.sh", f"exit {setup_status}\n")
   _write_executable(tmp_path / ".venv" / "bin" / "python",
                     f"#!/bin/sh\necho ran > python_ran\nexit {python_status}\n")
