@@ -3,21 +3,26 @@
   python -m item_jax.ablation --data_dir runs/demo/shards --workdir runs/ablation [--steps 400]
 
 Every variant trains on the same shards for the same number of steps (resuming if its
-workdir has checkpoints), is evaluated on the test split (`item_jax/evaluate.py`), and
-lands in WORKDIR/comparison.md (the table), WORKDIR/comparison.json and
-WORKDIR/recall_at_k.png (Recall@k of every variant).
+workdir has checkpoints; a finished one is only re-evaluated), is evaluated on the test
+split (`item_jax/evaluate.py`), and lands in WORKDIR/comparison.md (the table),
+WORKDIR/comparison.json and WORKDIR/recall_at_k.png (Recall@k of every variant). The
+table's first row is the same architecture untrained (step 0, the config's seed): the
+reference that tells whether pretraining improved the embedding at all.
 """
 
 import importlib.util
 import json
 import os
-import time
 
 import numpy as np
 from absl import app, flags, logging
 
-from item_jax import evaluate, export, logging_setup, trainer
+import flax.linen as nn
+import jax
+
+from item_jax import evaluate, export, logging_setup, train_step, trainer
 from item_jax.evaluation import plots, report, retrieval
+from item_jax.model import model_from_config
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -31,37 +36,47 @@ def ablation_config(variant: str):
   return module.get_config(variant), tuple(module.VARIANTS)
 
 
+def untrained_params(config) -> dict:
+  """The model's parameters at initialisation (what training starts from)."""
+  model = model_from_config(config.model)
+  boxed = model.init(jax.random.key(config.seed), *train_step.dummy_model_inputs(model))
+  return nn.unbox(boxed)["params"]
+
+
 def run_ablation(data_dir: str, workdir: str, *, steps: int | None = None,
                  variants: tuple[str, ...] | None = None) -> dict:
   """Trains and evaluates each variant; returns {variant: metrics}."""
   _, all_variants = ablation_config("full")
   variants = variants or all_variants
   results, curves = {}, {}
+
+  def record(name, params, config, out_dir, extra):
+    metrics = evaluate.evaluate_params(params, config, data_dir, out_dir=out_dir,
+                                       title=f"Ablation {name}")
+    metrics.update(extra)
+    results[name] = {k: v for k, v in metrics.items() if k != "plots"}
+    test = evaluate.embed_split(params, config, data_dir, "test", removals=(None,))
+    curves[name] = retrieval.recall_at_k_curve(
+        test.full, test.groups, test.full, test.groups,
+        query_gallery_index=np.arange(len(test.groups)),
+        max_k=min(20, max(len(test.groups) - 1, 1)))
+    logging.info("Ablation %s:\n%s", name, evaluate.format_summary(metrics))
+
+  reference, _ = ablation_config("full")
+  reference.data.dir = data_dir
+  record("untrained", untrained_params(reference), reference,
+         os.path.join(workdir, "untrained", "eval"), {"steps": 0})
   for variant in variants:
     config, _ = ablation_config(variant)
     config.data.dir = data_dir
     if steps:
       config.total_steps = steps
     variant_dir = os.path.join(workdir, variant)
-    start = time.time()
     logging.info("Ablation %s: %s on %s for %d steps", variant, config.objectives,
                  config.modalities, config.total_steps)
     trainer.train_and_evaluate(config, variant_dir)
-    train_s = time.time() - start
-    _, params, _ = export.restore_trained_params(variant_dir)
-    metrics = evaluate.evaluate_params(params, config, data_dir,
-                                       out_dir=os.path.join(variant_dir, "eval"),
-                                       title=f"Ablation {variant}")
-    metrics["train_seconds"] = round(train_s, 1)
-    metrics["steps"] = config.total_steps
-    results[variant] = {k: v for k, v in metrics.items() if k != "plots"}
-    test = evaluate.embed_split(params, config, data_dir, "test", removals=(None,))
-    curves[variant] = retrieval.recall_at_k_curve(
-        test.full, test.groups, test.full, test.groups,
-        query_gallery_index=np.arange(len(test.groups)),
-        max_k=min(20, max(len(test.groups) - 1, 1)))
-    logging.info("Ablation %s done in %.0fs:\n%s", variant, train_s,
-                 evaluate.format_summary(metrics))
+    _, params, step = export.restore_trained_params(variant_dir)
+    record(variant, params, config, os.path.join(variant_dir, "eval"), {"steps": step})
   os.makedirs(workdir, exist_ok=True)
   report.write_comparison_table(results, os.path.join(workdir, "comparison.md"))
   with open(os.path.join(workdir, "comparison.json"), "w", encoding="utf-8") as f:
