@@ -35,6 +35,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 import PIL
+from etils import epath
 import sentencepiece
 import tqdm
 
@@ -137,18 +138,18 @@ def convert_catalog(manifest_path: str, out_dir: str, *, image_size: int = 256,
 
 
 def load_dataset_info(data_dir: str) -> dict[str, Any]:
-  """Reads DIR/dataset_info.json, with a clear error when it is missing or broken."""
-  path = os.path.join(data_dir, DATASET_INFO_FILE)
-  if not os.path.isfile(path):
+  """Reads DIR/dataset_info.json (local or cloud storage, e.g. gs://), with a clear error
+  when it is missing or broken."""
+  path = epath.Path(data_dir) / DATASET_INFO_FILE
+  if not path.exists():
     raise FileNotFoundError(
         f"{data_dir!r} has no {DATASET_INFO_FILE}: it is not a converted catalog. Convert "
         f"one with `python -m item_jax.convert --manifest MANIFEST --out {data_dir}`.")
-  with open(path, encoding="utf-8") as info_file:
-    try:
-      return json.load(info_file)
-    except json.JSONDecodeError as error:
-      raise ValueError(f"{path!r} is not valid JSON ({error}); re-run the converter.") \
-          from error
+  try:
+    return json.loads(path.read_text(encoding="utf-8"))
+  except json.JSONDecodeError as error:
+    raise ValueError(f"{str(path)!r} is not valid JSON ({error}); re-run the converter.") \
+        from error
 
 
 def split_file_paths(data_dir: str, split: str) -> list[str]:
