@@ -240,3 +240,42 @@ def test_cli_writes_a_manifest_the_converter_reader_accepts(tarball_dir, tmp_pat
   assert contents.rejects == []
   assert len(contents.listings) == contents.num_input_listings == 10
   assert all(pathlib.Path(listing.image_path).is_file() for listing in contents.listings)
+
+
+def test_path_parser_reads_arc_flags_run_into_the_next_number():
+  # "1110,0" is large-arc 1, sweep 1, then the end point 10,0.
+  points, closed = emoji_catalog.parse_path_data("M0,0 a10,10 0 1110,0 Z")[0]
+  assert closed
+  assert points[-1] == pytest.approx((10.0, 0.0))
+  # The large arc of a radius-10 circle over a chord of 10 reaches 10 + sqrt(75) away.
+  assert max(abs(y) for _, y in points) == pytest.approx(10 + 75**0.5, abs=0.05)
+
+
+def test_even_odd_fill_leaves_a_hole():
+  ring = (b'<svg viewBox="0 0 72 72" xmlns="http://www.w3.org/2000/svg">'
+          b'<path fill="#0000FF" fill-rule="evenodd" d="M6,36a30,30 0 1,0 60,0'
+          b'a30,30 0 1,0 -60,0z M26,36a10,10 0 1,1 20,0a10,10 0 1,1 -20,0z"/></svg>')
+  pixels = np.asarray(emoji_catalog.render_svg(ring))
+  assert tuple(pixels[36, 10]) == (0, 0, 255, 255)  # On the ring.
+  assert pixels[36, 36, 3] == 0  # In the hole.
+
+
+def test_wrong_tarball_says_which_file_it_lacks(tmp_path):
+  wrong = tmp_path / "wrong.tgz"
+  _write_tarball(wrong, {"package/readme.md": b"hello"})
+  with pytest.raises(ValueError, match="has no package/emoji.json"):
+    emoji_catalog.import_emoji_catalog(tmp_path / "out", tarballs={"google": wrong},
+                                       vendors=("google",))
+
+
+def test_fetch_without_npm_says_so(tmp_path, monkeypatch):
+  monkeypatch.setattr(emoji_catalog.shutil, "which", lambda name: None)
+  with pytest.raises(RuntimeError, match="npm is not installed"):
+    emoji_catalog.fetch_tarballs(tmp_path, ["google"])
+
+
+def test_fetch_reuses_tarballs_already_there(tmp_path, monkeypatch):
+  existing = tmp_path / emoji_catalog.TARBALL_NAMES["twitter"]
+  existing.write_bytes(b"fetched earlier")
+  monkeypatch.setattr(emoji_catalog.subprocess, "run", pytest.fail)
+  assert emoji_catalog.fetch_tarballs(tmp_path, ["twitter"]) == {"twitter": existing}
