@@ -54,6 +54,14 @@ def test_linear_probe_separates_gaussian_clusters(clusters):
   assert result["num_test_unlabelled"] == 4
 
 
+
+def test_linear_probe_learns_nothing_from_shuffled_labels(clusters):
+  train_x, train_y, test_x, test_y = clusters
+  shuffled = np.random.default_rng(1).permutation(train_y)
+  result = classification.linear_probe(train_x, shuffled, test_x, test_y,
+                                       num_classes=NUM_CLASSES, steps=100)
+  assert result["top1_accuracy"] < 0.5
+
 @pytest.mark.parametrize("weighting", ["similarity", "majority"])
 def test_knn_separates_gaussian_clusters(clusters, weighting):
   train_x, train_y, test_x, test_y = clusters

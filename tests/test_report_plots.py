@@ -115,6 +115,9 @@ def test_same_group_pairs_are_distinct_members_of_one_group(max_pairs):
   assert len(first) == min(max_pairs, 3 + 3 + 1)
   assert np.all(first != second)
   np.testing.assert_array_equal(groups[first], groups[second])
+  again = plots._same_group_pairs(  # pylint: disable=protected-access
+      groups, max_pairs, np.random.default_rng(0))
+  np.testing.assert_array_equal(np.stack([first, second]), np.stack(again))
 
 
 def assert_real_png(path):

@@ -172,6 +172,46 @@ def test_matches_brute_force_numpy(random_case):
     assert metrics[name] == pytest.approx(expected[name], abs=tolerance), name
 
 
+
+def test_exact_ties_match_brute_force_across_tiles_for_any_chunk_size():
+  # Corners of the 4-D cube normalise to entries of +-0.5: every score is exact in float32,
+  # most of them tie, and 2100 rows span three gallery tiles and 17 query tiles. The
+  # device must then agree with the float64 reference exactly, not within a tolerance.
+  rng = np.random.default_rng(0)
+  embeddings = rng.choice([-1.0, 1.0], size=(2100, 4))
+  groups = rng.integers(0, 700, size=2100)
+  expected = brute_force_metrics(embeddings, groups, ks=(1, 5, 10))
+  for chunk_size in (1, 1000):
+    metrics = retrieval.retrieval_metrics(embeddings, groups, embeddings, groups,
+                                          query_gallery_index=np.arange(2100),
+                                          ks=(1, 5, 10), chunk_size=chunk_size)
+    for name, value in expected.items():
+      assert metrics[name] == pytest.approx(value, abs=1e-12), name
+
+
+def test_top_k_is_bit_identical_across_chunk_sizes():
+  rng = np.random.default_rng(1)
+  embeddings = rng.standard_normal((1500, 48)).astype(np.float32)
+  runs = [list(retrieval.iter_cosine_top_k(embeddings, embeddings, k=20,
+                                           chunk_size=chunk_size))
+          for chunk_size in (1, 1000)]
+  scores = [np.concatenate([chunk[1] for chunk in run]) for run in runs]
+  indices = [np.concatenate([chunk[2] for chunk in run]) for run in runs]
+  np.testing.assert_array_equal(scores[0], scores[1])
+  np.testing.assert_array_equal(indices[0], indices[1])
+  unit = embeddings.astype(np.float64)
+  unit /= np.linalg.norm(unit, axis=1, keepdims=True)
+  reference = np.argsort(-(unit @ unit.T), axis=1, kind="stable")
+  np.testing.assert_array_equal(indices[0][:, :5], reference[:, :5])
+
+
+def test_k_beyond_the_gallery_fills_with_no_item():
+  _, scores, indices = next(retrieval.iter_cosine_top_k(
+      np.array([[1.0, 0.0]]), np.array([[1.0, 0.0], [0.0, 1.0]]), k=3,
+      exclude_gallery_index=np.array([0])))
+  np.testing.assert_array_equal(indices, [[1, 2, 2]])  # Row 2 = len(gallery): no item.
+  assert scores[0, 0] == 0.0 and np.isneginf(scores[0, 1:]).all()
+
 def test_bad_arguments_raise_clear_errors():
   embeddings = unit_vectors(ANGLES_DEGREES)
   with pytest.raises(ValueError, match="query_groups must have shape"):

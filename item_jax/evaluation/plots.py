@@ -72,10 +72,10 @@ def plot_embedding_projection(embeddings, category_labels, category_names, path,
   if is_other.any():
     axes.scatter(*projected[shown][is_other].T, s=4, c=OTHER_COLOUR, alpha=0.5,
                  label=f"other ({int(np.sum(~np.isin(labels, coloured)))})")
-  palette = plt.get_cmap("tab20")
+  palette = _category_palette()
   for colour_index, category in enumerate(coloured):
     rows = shown[labels[shown] == category]
-    axes.scatter(*projected[rows].T, s=6, color=palette(colour_index % 20), alpha=0.8,
+    axes.scatter(*projected[rows].T, s=6, color=palette[colour_index], alpha=0.8,
                  label=f"{category_names[category]} ({counts[category]})")
   axes.set_xlabel(f"PC 1 ({explained[0]:.1%} of variance)")
   axes.set_ylabel(f"PC 2 ({explained[1]:.1%} of variance)")
@@ -123,6 +123,15 @@ def plot_similarity_distributions(embeddings, groups, path, *, max_pairs: int = 
   axes.legend(loc="upper left")
   axes.set_title(title)
   return _save(figure, path)
+
+
+def _category_palette() -> list:
+  """MAX_LEGEND_CATEGORIES - 1 distinct colours, none of them the grey of "other"."""
+  tab20 = plt.get_cmap("tab20")
+  greys = (14, 15)
+  colours = [tab20(i) for i in range(20) if i not in greys]
+  colours += [plt.get_cmap("tab20b")(i) for i in range(0, 20, 4)]
+  return colours[:MAX_LEGEND_CATEGORIES - 1]
 
 
 def _pca_2d(embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
