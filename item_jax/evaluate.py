@@ -1,6 +1,6 @@
 """Downstream evaluation of an ITEm embedding (ITEM_SPEC section 5).
 
-  python -m item_jax.evaluate --workdir runs/demo/train --out runs/demo/eval
+  python -m item_jax.evaluate --workdir runs/demo/train --out runs/demo/eval [--step 200]
   python -m item_jax.evaluate --export runs/demo/export --data_dir runs/demo/shards --out DIR
 
 On the converter's splits (product groups never cross splits):
@@ -196,7 +196,8 @@ def main(argv):
     raise app.UsageError("--out is required")
   if flag_values.workdir:
     from item_jax import export  # pylint: disable=g-import-not-at-top
-    config, params, step = export.restore_trained_params(flag_values.workdir)
+    config, params, step = export.restore_trained_params(flag_values.workdir,
+                                                         flag_values.step)
     source = f"{flag_values.workdir} (step {step})"
   else:
     from item_jax import exported_model  # pylint: disable=g-import-not-at-top
@@ -214,6 +215,7 @@ def main(argv):
 def run():
   """Command-line entry point (flags are defined here, so importing the module is free)."""
   flags.DEFINE_string("workdir", None, "Training workdir (latest checkpoint is evaluated).")
+  flags.DEFINE_integer("step", None, "With --workdir: the checkpoint step (default: latest).")
   flags.DEFINE_string("export", None, "Export directory (python -m item_jax.export).")
   flags.DEFINE_string("data_dir", None, "Shards to evaluate on (default: the run's data).")
   flags.DEFINE_string("out", None, "Directory for metrics.json, report.md and plots.")
