@@ -134,7 +134,7 @@ def evaluate_params(params, config, data_dir: str, *, out_dir: str | None = None
 
 def write_outputs(metrics: dict, test: SplitEmbeddings, info: dict, out_dir: str,
                   title: str) -> None:
-  """metrics.json, report.md and the three plots."""
+  """metrics.json, report.md and the three plots; adds the Recall@k curve to `metrics`."""
   os.makedirs(out_dir, exist_ok=True)
   self_index = np.arange(len(test.groups))
   curves = {"full listing": retrieval.recall_at_k_curve(
@@ -145,6 +145,7 @@ def write_outputs(metrics: dict, test: SplitEmbeddings, info: dict, out_dir: str
     curves[label] = retrieval.recall_at_k_curve(
         queries, test.groups, test.full, test.groups, query_gallery_index=self_index,
         max_k=len(curves["full listing"]))
+  metrics["recall_at_k_curve"] = [float(value) for value in curves["full listing"]]
   metrics["plots"] = {
       "recall_curves": plots.plot_recall_curves(curves, os.path.join(out_dir, "recall_at_k.png")),
       "projection": plots.plot_embedding_projection(

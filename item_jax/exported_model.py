@@ -83,12 +83,7 @@ class ExportedModel:
     if image is None or (isinstance(image, (str, bytes)) and len(image) == 0):
       return b""
     if isinstance(image, bytes):
-      import tempfile  # pylint: disable=g-import-not-at-top
-      with tempfile.NamedTemporaryFile(suffix=".img") as f:
-        f.write(image)
-        f.flush()
-        return image_io.load_listing_image(f.name, self.stored_image_size,
-                                           MAX_IMAGE_PIXELS).jpeg
+      return image_io.store_image_bytes(image, self.stored_image_size, MAX_IMAGE_PIXELS).jpeg
     return image_io.load_listing_image(os.fspath(image), self.stored_image_size,
                                        MAX_IMAGE_PIXELS).jpeg
 

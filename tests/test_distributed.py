@@ -7,14 +7,13 @@ would, and checks the global device count and a cross-process reduction in both.
 import json
 import os
 import pathlib
-import socket
 import subprocess
 import sys
-import time
 
 import pytest
 
 from item_jax import distributed
+from subprocess_utils import free_port, wait_for
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 DEVICES_PER_PROCESS = 4
@@ -56,12 +55,6 @@ with open(sys.argv[2], "w") as result_file:
 """
 
 
-def _free_port() -> int:
-  with socket.socket() as probe:
-    probe.bind(("127.0.0.1", 0))
-    return probe.getsockname()[1]
-
-
 def _process_env(extra: dict[str, str]) -> dict[str, str]:
   """The parent's environment minus cluster variables, with 4 CPU devices per process."""
   env = {key: value for key, value in os.environ.items()
@@ -86,17 +79,7 @@ def _run_processes(work_dir, arguments_per_process, env_per_process,
     with open(log_path, "w") as log:
       workers.append(subprocess.Popen(command, cwd=REPO_ROOT, env=_process_env(env),
                                       stdout=log, stderr=subprocess.STDOUT))
-  deadline = time.monotonic() + TIMEOUT_SECONDS
-  try:
-    for worker in workers:
-      worker.wait(timeout=max(1.0, deadline - time.monotonic()))
-  except subprocess.TimeoutExpired:
-    pass
-  finally:
-    for worker in workers:
-      if worker.poll() is None:
-        worker.kill()
-        worker.wait()
+  wait_for(workers, TIMEOUT_SECONDS)
   report = "\n".join(f"--- worker {index} (exit {worker.returncode}):\n{path.read_text()}"
                       for index, (worker, path) in enumerate(zip(workers, log_paths)))
   assert all(worker.returncode == 0 for worker in workers), report
@@ -127,7 +110,7 @@ def _fake_slurm_env(process_id: int, port: int | None = None) -> dict[str, str]:
 
 
 def test_explicit_flags_join_two_processes(tmp_path):
-  address = f"127.0.0.1:{_free_port()}"
+  address = f"127.0.0.1:{free_port()}"
   results = _run_processes(
       tmp_path,
       [[address, NUM_PROCESSES, process_id] for process_id in range(NUM_PROCESSES)],
@@ -136,7 +119,7 @@ def test_explicit_flags_join_two_processes(tmp_path):
 
 
 def test_local_device_count_sets_the_host_devices(tmp_path):
-  address = f"127.0.0.1:{_free_port()}"
+  address = f"127.0.0.1:{free_port()}"
   results = _run_processes(
       tmp_path,
       [[address, NUM_PROCESSES, process_id] for process_id in range(NUM_PROCESSES)],
@@ -147,7 +130,7 @@ def test_local_device_count_sets_the_host_devices(tmp_path):
 
 def test_slurm_task_takes_its_process_id_from_the_environment(tmp_path):
   # What launch/gpu_slurm.sbatch does: coordinator and count as flags, id from SLURM_PROCID.
-  address = f"127.0.0.1:{_free_port()}"
+  address = f"127.0.0.1:{free_port()}"
   results = _run_processes(
       tmp_path,
       [[address, NUM_PROCESSES, None]] * NUM_PROCESSES,
@@ -156,7 +139,7 @@ def test_slurm_task_takes_its_process_id_from_the_environment(tmp_path):
 
 
 def test_slurm_environment_alone_is_enough(tmp_path):
-  port = _free_port()
+  port = free_port()
   results = _run_processes(
       tmp_path,
       [[None, None, None]] * NUM_PROCESSES,

@@ -178,3 +178,15 @@ def test_reencoding_is_deterministic(tmp_path):
   second = image_io.load_listing_image(str(path), 16, 10_000)
 
   assert first.jpeg == second.jpeg
+
+
+def test_image_bytes_are_stored_like_the_file(tmp_path):
+  from PIL import Image as PILImage  # pylint: disable=g-import-not-at-top
+  path = tmp_path / "photo.png"
+  PILImage.new("RGB", (50, 30), (10, 200, 30)).save(path)
+  from_file = image_io.load_listing_image(str(path), 16, 10_000)
+  from_bytes = image_io.store_image_bytes(path.read_bytes(), 16, 10_000)
+  assert from_bytes == from_file
+  with pytest.raises(image_io.ImageRejected) as rejected:
+    image_io.store_image_bytes(b"", 16, 10_000)
+  assert rejected.value.reason == image_io.ZERO_SIZE_IMAGE

@@ -9,17 +9,17 @@ helpers here start `item_jax.train` subprocesses for tests/test_preemption.py as
 import json
 import os
 import pathlib
-import socket
 import subprocess
 import sys
-import time
 
 import jax
 import numpy as np
 
+import subprocess_utils
 from conftest import small_config
 from item_jax import checkpoint, sharding, train_step, trainer
 from item_jax.model import model_from_config
+from subprocess_utils import free_port
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 PROCESS_TIMEOUT_SECONDS = 150
@@ -47,12 +47,6 @@ def write_config_file(directory: pathlib.Path, config, name: str = "test_config"
   return str(path)
 
 
-def free_port() -> int:
-  with socket.socket() as probe:
-    probe.bind(("127.0.0.1", 0))
-    return probe.getsockname()[1]
-
-
 def start_training(config_path: str, workdir: pathlib.Path, log_path: pathlib.Path, *,
                    devices: int = 8, extra_args: tuple[str, ...] = ()) -> subprocess.Popen:
   """Starts `python -m item_jax.train` on `devices` CPU devices, output to `log_path`."""
@@ -69,19 +63,7 @@ def start_training(config_path: str, workdir: pathlib.Path, log_path: pathlib.Pa
 
 def wait_for(processes: list[subprocess.Popen],
              timeout: float = PROCESS_TIMEOUT_SECONDS) -> list[int]:
-  """Waits for every process (killing those past `timeout`); returns their exit codes."""
-  deadline = time.monotonic() + timeout
-  try:
-    for process in processes:
-      process.wait(timeout=max(1.0, deadline - time.monotonic()))
-  except subprocess.TimeoutExpired:
-    pass
-  finally:
-    for process in processes:
-      if process.poll() is None:
-        process.kill()
-        process.wait()
-  return [process.returncode for process in processes]
+  return subprocess_utils.wait_for(processes, timeout)
 
 
 def process_report(processes: list[subprocess.Popen], log_paths: list[pathlib.Path]) -> str:

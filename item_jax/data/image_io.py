@@ -55,7 +55,14 @@ class StoredImage:
 
 def load_listing_image(path: str, image_size: int, max_pixels: int) -> StoredImage:
   """Reads, normalises, resizes and re-encodes one image file; raises ImageRejected."""
-  image = _open_image(_read_file(path), max_pixels)
+  return store_image_bytes(_read_file(path), image_size, max_pixels)
+
+
+def store_image_bytes(encoded: bytes, image_size: int, max_pixels: int) -> StoredImage:
+  """`load_listing_image` for an image already in memory; raises ImageRejected."""
+  if not encoded:
+    raise ImageRejected(ZERO_SIZE_IMAGE, "empty image bytes")
+  image = _open_image(encoded, max_pixels)
   stored_width, stored_height = image.size
   try:
     _request_reduced_decode(image, image_size)
