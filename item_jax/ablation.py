@@ -7,7 +7,9 @@ workdir has checkpoints; a finished one is only re-evaluated), is evaluated on t
 split (`item_jax/evaluate.py`), and lands in WORKDIR/comparison.md (the table),
 WORKDIR/comparison.json and WORKDIR/recall_at_k.png (Recall@k of every variant). The
 table's first row is the same architecture untrained (step 0, the config's seed): the
-reference that tells whether pretraining improved the embedding at all.
+reference that tells whether pretraining improved the embedding at all. A second table
+gives each variant's validation Recall@1 at every periodic evaluation during training
+(`config.eval_every_steps`), so a variant that was better mid-way than at the end shows.
 """
 
 import importlib.util
@@ -43,12 +45,46 @@ def untrained_params(config) -> dict:
   return nn.unbox(boxed)["params"]
 
 
+def validation_curve(workdir: str) -> dict[int, float]:
+  """{step: validation Recall@1} from the periodic evaluations in WORKDIR/metrics.jsonl."""
+  curve = {}
+  path = os.path.join(workdir, "metrics.jsonl")
+  if not os.path.exists(path):
+    return curve
+  with open(path, encoding="utf-8") as f:
+    for line in f:
+      record = json.loads(line)
+      if record.get("split") == "validation" and "retrieval.recall@1" in record:
+        curve[int(record["step"])] = float(record["retrieval.recall@1"])
+  return curve
+
+
 def run_ablation(data_dir: str, workdir: str, *, steps: int | None = None,
-                 variants: tuple[str, ...] | None = None) -> dict:
-  """Trains and evaluates each variant; returns {variant: metrics}."""
+                 variants: tuple[str, ...] | None = None,
+                 overrides: dict | None = None) -> dict:
+  """Trains and evaluates each variant; returns {variant: metrics}.
+
+  Args:
+    data_dir: converted shards shared by every variant.
+    workdir: one sub-directory per variant, plus the tables and the plot.
+    steps: training steps per variant (default: the config's).
+    variants: a subset of `configs/ablation.py`'s variants (default: all four).
+    overrides: flattened config fields ({"model.num_layers": 1}) set in every variant.
+  """
   _, all_variants = ablation_config("full")
   variants = variants or all_variants
-  results, curves = {}, {}
+  unknown = sorted(set(variants) - set(all_variants))
+  if unknown:
+    raise ValueError(f"unknown ablation variants {unknown}; known: {list(all_variants)}")
+  results, curves, validation_curves = {}, {}, {}
+
+  def variant_config(variant):
+    config, _ = ablation_config(variant)
+    config.update_from_flattened_dict(dict(overrides or {}))
+    config.data.dir = data_dir
+    if steps:
+      config.total_steps = steps
+    return config
 
   def record(name, params, config, out_dir, extra):
     metrics = evaluate.evaluate_params(params, config, data_dir, out_dir=out_dir,
@@ -58,23 +94,34 @@ def run_ablation(data_dir: str, workdir: str, *, steps: int | None = None,
     curves[name] = np.asarray(metrics["recall_at_k_curve"][:20])
     logging.info("Ablation %s:\n%s", name, evaluate.format_summary(metrics))
 
-  reference, _ = ablation_config("full")
-  reference.data.dir = data_dir
-  record("untrained", untrained_params(reference), reference,
-         os.path.join(workdir, "untrained", "eval"), {"steps": 0})
+  reference = variant_config("full")
+  initial_params = untrained_params(reference)
+  record("untrained", initial_params, reference, os.path.join(workdir, "untrained", "eval"),
+         {"steps": 0})
+  validation = evaluate.make_validation_evaluator(reference, data_dir)(initial_params, 0)
+  validation_curves["untrained"] = {0: validation["retrieval.recall@1"]} if validation else {}
   for variant in variants:
-    config, _ = ablation_config(variant)
-    config.data.dir = data_dir
-    if steps:
-      config.total_steps = steps
+    config = variant_config(variant)
     variant_dir = os.path.join(workdir, variant)
     logging.info("Ablation %s: %s on %s for %d steps", variant, config.objectives,
                  config.modalities, config.total_steps)
-    trainer.train_and_evaluate(config, variant_dir)
+    trainer.train_and_evaluate(
+        config, variant_dir, evaluate_fn=evaluate.make_validation_evaluator(config, data_dir))
     _, params, step = export.restore_trained_params(variant_dir)
-    record(variant, params, config, os.path.join(variant_dir, "eval"), {"steps": step})
+    validation_curves[variant] = validation_curve(variant_dir)
+    best_step = max(validation_curves[variant], key=validation_curves[variant].get,
+                    default=None)
+    record(variant, params, config, os.path.join(variant_dir, "eval"),
+           {"steps": step, "best_validation_step": best_step,
+            "validation_recall@1_curve": validation_curves[variant]})
   os.makedirs(workdir, exist_ok=True)
-  report.write_comparison_table(results, os.path.join(workdir, "comparison.md"))
+  table_path = os.path.join(workdir, "comparison.md")
+  report.write_comparison_table(results, table_path)
+  if any(validation_curves.values()):
+    with open(table_path, "a", encoding="utf-8") as f:
+      f.write("\nValidation Recall@1 during training (the trainer's periodic evaluation; "
+              "step 0 is the untrained encoder):\n\n")
+      f.write(report.validation_curve_table(validation_curves))
   with open(os.path.join(workdir, "comparison.json"), "w", encoding="utf-8") as f:
     json.dump(results, f, indent=2, default=float)
   plots.plot_recall_curves(curves, os.path.join(workdir, "recall_at_k.png"))

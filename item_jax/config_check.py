@@ -45,6 +45,8 @@ def check_config(config) -> None:
              f"loss_weights.{name}", "needs a non-negative weight for an enabled objective")
   _require(len(set(objectives)) == len(objectives), "objectives",
            f"names an objective twice: {config.objectives!r}")
+  _require(config.mim_target_variance_eps > 0, "mim_target_variance_eps",
+           f"must be positive, got {config.mim_target_variance_eps}")
 
   modalities = _names(config.modalities)
   _require(bool(modalities) and all(m in MODALITY_NAMES for m in modalities), "modalities",

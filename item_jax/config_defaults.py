@@ -32,6 +32,9 @@ def default_config() -> ml_collections.ConfigDict:
   config.objectives = "itm,mlm,mim,gmlm,gmim"
   config.loss_weights = ml_collections.ConfigDict(
       dict(itm=1.0, mlm=1.0, mim=1.0, gmlm=1.0, gmim=1.0))
+  # MIM/GMIM targets are per-patch normalised pixels: (p - mean) / sqrt(var + this), with
+  # pixels in [-1, 1]. MAE's 1e-6 turns flat patches into magnified JPEG noise.
+  config.mim_target_variance_eps = 0.01
   # Inputs the model sees: "text,image", "text" (text-only baseline) or "image".
   config.modalities = "text,image"
 

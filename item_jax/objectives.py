@@ -46,12 +46,18 @@ def remove_titles(text_tokens: Array, text_mask: Array) -> dict:
   return dict(text_tokens=empty, text_mask=mask, has_title=jnp.zeros_like(text_tokens[:, 0]))
 
 
-def normalized_patch_pixels(images: Array, patch_size: int) -> Array:
-  """MIM targets: each patch's pixels normalised by its own mean and variance (as MAE)."""
+def normalized_patch_pixels(images: Array, patch_size: int, variance_eps: float) -> Array:
+  """MIM targets: each patch's pixels minus their mean, over sqrt(variance + variance_eps).
+
+  As MAE, but `variance_eps` (`config.mim_target_variance_eps`, pixels in [-1, 1]) keeps a
+  flat patch (a plain background, a uniform product body) from being scaled up to unit
+  variance: with MAE's 1e-6 its targets would be its JPEG noise, magnified, which no state
+  can predict and which drowned the objectives' useful gradients (docs/design.md).
+  """
   patches = patchify(images.astype(jnp.float32), patch_size)
   mean = patches.mean(axis=-1, keepdims=True)
   var = patches.var(axis=-1, keepdims=True)
-  return (patches - mean) / jnp.sqrt(var + 1e-6)
+  return (patches - mean) / jnp.sqrt(var + variance_eps)
 
 
 def _weighted_mean(values: Array, weights: Array) -> Array:
@@ -130,8 +136,9 @@ def make_objective_fns(model: ItemModel, config) -> ObjectiveFns:
         text_targets=jnp.take_along_axis(text_tokens, text_selection.positions, axis=1),
         text_weights=text_selection.weights * matched_weight[:, None],
         patch_positions=image_selection.positions,
-        pixel_targets=_gather_slots(normalized_patch_pixels(images, model.patch_size),
-                                    image_selection.positions),
+        pixel_targets=_gather_slots(
+            normalized_patch_pixels(images, model.patch_size, config.mim_target_variance_eps),
+            image_selection.positions),
         patch_weights=image_selection.weights * matched_weight[:, None],
         valid=valid)
     return encoder_inputs, targets

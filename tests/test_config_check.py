@@ -21,6 +21,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ({"model.compute_dtype": "float16"}, "config.model.compute_dtype"),
     ({"modalities": "text", "objectives": "itm,mlm"}, "config.objectives"),
     ({"model.num_heads": 3}, "config.model.num_heads"),
+    ({"mim_target_variance_eps": 0.0}, "config.mim_target_variance_eps"),
 ])
 def test_static_checks_name_the_field(overrides, field):
   with pytest.raises(config_check.ConfigError, match=field.replace(".", r"\.")):

@@ -153,3 +153,18 @@ def test_unimodal_baselines_hide_the_other_modality():
   fns = objectives.make_objective_fns(model, config)
   encoder_inputs, _ = fns.prepare(batch, jax.random.key(0))
   assert np.all(np.asarray(encoder_inputs["text_mask"]).sum(1) == 2)
+
+
+def test_pixel_targets_do_not_magnify_flat_patches():
+  rng = np.random.default_rng(0)
+  flat = 0.3 + 0.005 * rng.standard_normal((1, 8, 8, 3))            # JPEG-like noise only.
+  textured = np.where(np.arange(8)[None, :, None, None] % 2 == 0, 0.8, -0.8) * np.ones(
+      (1, 8, 8, 3))                                                   # Stripes.
+  images = jnp.asarray(np.concatenate([flat, textured], axis=2), jnp.float32)  # 2 patches.
+  targets = np.asarray(objectives.normalized_patch_pixels(images, 8, variance_eps=0.01))
+  assert targets.shape == (1, 2, 8 * 8 * 3)
+  assert np.abs(targets[0, 0]).max() < 0.2          # The flat patch stays near zero.
+  assert 0.95 < targets[0, 1].std() < 1.0           # The striped patch keeps its contrast.
+  np.testing.assert_allclose(targets[0].mean(axis=-1), 0.0, atol=1e-5)
+  magnified = np.asarray(objectives.normalized_patch_pixels(images, 8, variance_eps=1e-6))
+  assert magnified[0, 0].std() > 0.95               # MAE's epsilon: noise at unit variance.

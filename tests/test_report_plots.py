@@ -128,3 +128,15 @@ def assert_real_png(path):
     assert image.width > 100 and image.height > 100
     colours = image.convert("RGB").getcolors(maxcolors=1 << 20)
   assert len(colours) > 1
+
+
+def test_validation_curve_table_aligns_steps_across_models():
+  table = report.validation_curve_table({"untrained": {0: 0.5}, "full": {125: 0.25, 250: 0.125}})
+  assert table.splitlines() == [
+      "| validation R@1 at step | 0 | 125 | 250 |",
+      "|---|---|---|---|",
+      "| untrained | 0.5000 | n/a | n/a |",
+      "| full | n/a | 0.2500 | 0.1250 |",
+  ]
+  with pytest.raises(ValueError, match="at least one evaluated step"):
+    report.validation_curve_table({"full": {}})

@@ -83,6 +83,25 @@ def write_comparison_table(rows: Mapping[str, Mapping], path) -> str:
   return path
 
 
+def validation_curve_table(curves: Mapping[str, Mapping[int, float]],
+                           metric: str = "validation R@1") -> str:
+  """A markdown table of a metric over training: one row per model, one column per step.
+
+  Args:
+    curves: model name -> {step: value}; a step a model was not evaluated at reads "n/a".
+    metric: what the values are, for the header.
+  """
+  steps = sorted({step for curve in curves.values() for step in curve})
+  if not steps:
+    raise ValueError("validation_curve_table needs at least one evaluated step")
+  headers = [f"{metric} at step"] + [str(step) for step in steps]
+  lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+  for model_name, curve in curves.items():
+    cells = [format_value(curve.get(step, MISSING)) for step in steps]
+    lines.append("| " + " | ".join([model_name] + cells) + " |")
+  return "\n".join(lines) + "\n"
+
+
 def flatten_metrics(metrics: Mapping, prefix: str = "") -> dict:
   """{"a": {"b": 1}} -> {"a.b": 1}, in insertion order."""
   flat = {}
