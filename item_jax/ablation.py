@@ -6,8 +6,10 @@ Every variant trains on the same shards for the same number of steps (resuming i
 workdir has checkpoints; a finished one is only re-evaluated), is evaluated on the test
 split (`item_jax/evaluate.py`), and lands in WORKDIR/comparison.md (the table),
 WORKDIR/comparison.json and WORKDIR/recall_at_k.png (Recall@k of every variant). The
-table's first row is the same architecture untrained (step 0, the config's seed): the
-reference that tells whether pretraining improved the embedding at all. A second table
+table's first rows are the references: the same architecture untrained (step 0, the
+config's seed), title TF-IDF, a colour histogram and the two concatenated
+(`item_jax/evaluation/baselines.py`); they tell whether pretraining improved the embedding
+at all, and how it compares with the search a catalog already has. A second table
 gives each variant's validation Recall@1 at every periodic evaluation during training
 (`config.eval_every_steps`), so a variant that was better mid-way than at the end shows.
 """
@@ -18,9 +20,6 @@ import os
 
 import numpy as np
 from absl import app, flags, logging
-
-import flax.linen as nn
-import jax
 
 from item_jax import evaluate, export, logging_setup, train_step, trainer
 from item_jax.evaluation import plots, report
@@ -36,13 +35,6 @@ def ablation_config(variant: str):
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
   return module.get_config(variant), tuple(module.VARIANTS)
-
-
-def untrained_params(config) -> dict:
-  """The model's parameters at initialisation (what training starts from)."""
-  model = model_from_config(config.model)
-  boxed = model.init(jax.random.key(config.seed), *train_step.dummy_model_inputs(model))
-  return nn.unbox(boxed)["params"]
 
 
 def validation_curve(workdir: str) -> dict[int, float]:
@@ -88,18 +80,24 @@ def run_ablation(data_dir: str, workdir: str, *, steps: int | None = None,
 
   def record(name, params, config, out_dir, extra):
     metrics = evaluate.evaluate_params(params, config, data_dir, out_dir=out_dir,
-                                       title=f"Ablation {name}")
+                                       title=f"Ablation {name}", with_references=False)
     metrics.update(extra)
     results[name] = {k: v for k, v in metrics.items() if k != "plots"}
     curves[name] = np.asarray(metrics["recall_at_k_curve"][:20])
     logging.info("Ablation %s:\n%s", name, evaluate.format_summary(metrics))
 
-  reference = variant_config("full")
-  initial_params = untrained_params(reference)
-  record("untrained", initial_params, reference, os.path.join(workdir, "untrained", "eval"),
-         {"steps": 0})
-  validation = evaluate.make_validation_evaluator(reference, data_dir)(initial_params, 0)
-  validation_curves["untrained"] = {0: validation["retrieval.recall@1"]} if validation else {}
+  # Reference rows first: the same architecture untrained (step 0) and the classical
+  # baselines, on the same splits (their validation Recall@1 is the curve table's step 0).
+  reference_config = variant_config("full")
+  for name, metrics in evaluate.evaluate_references(reference_config, data_dir).items():
+    results[name] = dict(metrics, steps=0)
+  validation = evaluate.make_validation_evaluator(reference_config, data_dir)(
+      train_step.initial_params(model_from_config(reference_config.model),
+                                reference_config.seed), 0)
+  for name in results:
+    key = f"references.{name}.retrieval.recall@1"
+    if key in validation:
+      validation_curves[name] = {0: validation[key]}
   for variant in variants:
     config = variant_config(variant)
     variant_dir = os.path.join(workdir, variant)

@@ -1,6 +1,6 @@
 """Start-up validation of a config: every bad value fails with a message naming its field."""
 
-from item_jax.config_defaults import OBJECTIVE_NAMES
+from item_jax.config_defaults import CONTRASTIVE_VIEWS, OBJECTIVE_NAMES
 
 MODALITY_NAMES = ("text", "image")
 MASKING_MODES = ("joint", "modality_aware")
@@ -52,12 +52,29 @@ def check_config(config) -> None:
   _require(bool(modalities) and all(m in MODALITY_NAMES for m in modalities), "modalities",
            f"{config.modalities!r} must name one or both of {MODALITY_NAMES}")
   needs = dict(itm=("text", "image"), mlm=("text",), gmlm=("text",), mim=("image",),
-               gmim=("image",))
+               gmim=("image",), contrastive=())
   for name in objectives:
     for modality in needs[name]:
       _require(modality in modalities, "objectives",
                f"{name} needs the {modality} modality, but config.modalities is "
                f"{config.modalities!r}")
+
+  if "contrastive" in objectives:
+    views = _names(config.contrastive.views)
+    _require(bool(views) and all(view in CONTRASTIVE_VIEWS for view in views),
+             "contrastive.views",
+             f"{config.contrastive.views!r} must name some of {CONTRASTIVE_VIEWS}")
+    view_needs = dict(title=("text",), image=("image",), remask=())
+    for view in views:
+      for modality in view_needs[view]:
+        _require(modality in modalities, "contrastive.views",
+                 f"view {view!r} needs the {modality} modality, but config.modalities is "
+                 f"{config.modalities!r}")
+    _require(config.contrastive.temperature > 0, "contrastive.temperature",
+             f"must be positive, got {config.contrastive.temperature}")
+    min_scale = config.contrastive.image_crop_min_scale
+    _require(0.0 < min_scale <= 1.0, "contrastive.image_crop_min_scale",
+             f"must be in (0, 1] (1: no crop), got {min_scale}")
 
   masking = config.masking
   _require(masking.mode in MASKING_MODES, "masking.mode",

@@ -10,7 +10,10 @@ On the converter's splits (product groups never cross splits):
     the train split and scored on the test split; top-1 accuracy and macro-F1;
   * modality balance: the same retrieval with each query's title removed, and with its
     image removed (through the attention masks), against the full gallery; the drops in
-    Recall@1 say how much the embedding leans on each modality.
+    Recall@1 say how much the embedding leans on each modality;
+  * reference rows, the same metrics in the same pass (ITEM_SPEC section 6): the same
+    encoder untrained (step 0), title TF-IDF, a colour histogram and the two concatenated
+    (`item_jax/evaluation/baselines.py`).
 Writes metrics.json, report.md and PNG plots to --out. `make_validation_evaluator` is the
 same retrieval on the validation split, run periodically by the trainer.
 """
@@ -23,12 +26,18 @@ import jax
 import numpy as np
 from absl import app, flags, logging
 
-from item_jax import logging_setup, objectives
+from item_jax import logging_setup, objectives, train_step
 from item_jax.data import convert, input_pipeline
-from item_jax.evaluation import classification, plots, report, retrieval
+from item_jax.evaluation import baselines, classification, plots, report, retrieval
 from item_jax.model import ItemModel, model_from_config
 
 REMOVALS = (None, "title", "image")
+TRAINED = "trained"
+UNTRAINED = "untrained"
+
+# (numpy eval batch, removal) -> [B, D] embeddings of every row of the batch.
+Embedder = Callable[[dict, str | None], np.ndarray]
+_MODEL_INPUT_KEYS = ("text_tokens", "text_mask", "image", "has_image")
 
 
 class SplitEmbeddings:
@@ -62,35 +71,66 @@ def remove_modality(batch: dict, removal: str | None) -> dict:
   raise ValueError(f"unknown removal {removal!r}; one of {REMOVALS}")
 
 
-def embed_split(params, config, data_dir: str, split: str, *, removals=REMOVALS,
-                batch_size: int = 64, max_examples: int | None = None,
-                embed_fn: Callable | None = None) -> SplitEmbeddings:
-  """Embeds a split in one pass, once per requested removal."""
+def model_embedder(params, config, embed_fn: Callable | None = None) -> Embedder:
+  """The model's embedding of a batch; a one-modality model sees only what it trained on."""
   embed_fn = embed_fn or make_embed_fn(config.model)
   modalities = objectives.enabled_modalities(config)
-  vectors = {removal: [] for removal in removals}
+
+  def embed(batch, removal):
+    inputs = {key: batch[key] for key in _MODEL_INPUT_KEYS + ("has_title",)}
+    inputs = jax.tree.map(np.asarray, objectives.restrict_modalities(inputs, modalities))
+    inputs = remove_modality(inputs, removal)
+    return np.asarray(embed_fn(params, {key: inputs[key] for key in _MODEL_INPUT_KEYS}))
+  return embed
+
+
+def baseline_embedder(baseline: baselines.Baseline) -> Embedder:
+  """A classical reference's embedding of a batch (it reads the titles and the photos)."""
+  def embed(batch, removal):
+    titles = [title.decode("utf-8") for title in batch["title"]]
+    return baseline.embed(baselines.ListingBatch(titles, batch["image"], batch["has_image"]),
+                          removal)
+  return embed
+
+
+def embed_split_with(embedders: dict[str, Embedder], config, data_dir: str, split: str, *,
+                     removals=REMOVALS, batch_size: int = 64,
+                     max_examples: int | None = None) -> dict[str, SplitEmbeddings]:
+  """Embeds a split in one pass with every embedder, once per requested removal."""
+  vectors = {name: {removal: [] for removal in removals} for name in embedders}
   groups, categories, ids = [], [], []
   for batch, batch_ids in input_pipeline.iterate_eval_batches(
       data_dir, split, image_size=config.model.image_size,
-      max_text_len=config.model.max_text_len, batch_size=batch_size):
+      max_text_len=config.model.max_text_len, batch_size=batch_size, with_titles=True):
     valid = batch["valid"].astype(bool)
-    # A baseline trained on one modality is evaluated on what it was trained to see.
-    batch = jax.tree.map(np.asarray, objectives.restrict_modalities(batch, modalities))
-    for removal in removals:
-      vectors[removal].append(np.asarray(embed_fn(params, remove_modality(batch,
-                                                                          removal)))[valid])
+    for name, embed in embedders.items():
+      for removal in removals:
+        vectors[name][removal].append(embed(batch, removal)[valid])
     groups.append(batch["group_index"][valid])
     categories.append(batch["category_index"][valid])
     ids.extend(batch_ids)
     if max_examples and len(ids) >= max_examples:
       break
   stack = lambda parts: np.concatenate(parts) if parts else np.zeros((0,), np.int32)
-  result = SplitEmbeddings(stack(vectors[removals[0]]), stack(groups), stack(categories), ids)
-  if "title" in removals:
-    result.without_title = stack(vectors["title"])
-  if "image" in removals:
-    result.without_image = stack(vectors["image"])
-  return result
+  results = {}
+  for name in embedders:
+    result = SplitEmbeddings(stack(vectors[name][removals[0]]), stack(groups),
+                             stack(categories), ids)
+    if "title" in removals:
+      result.without_title = stack(vectors[name]["title"])
+    if "image" in removals:
+      result.without_image = stack(vectors[name]["image"])
+    results[name] = result
+  return results
+
+
+def embed_split(params, config, data_dir: str, split: str, *, removals=REMOVALS,
+                batch_size: int = 64, max_examples: int | None = None,
+                embed_fn: Callable | None = None) -> SplitEmbeddings:
+  """The model's embeddings of a split, once per requested removal."""
+  return embed_split_with({TRAINED: model_embedder(params, config, embed_fn)}, config,
+                          data_dir, split, removals=removals, batch_size=batch_size,
+                          max_examples=max_examples)[TRAINED]
 
 
 def retrieval_with_balance(split: SplitEmbeddings) -> dict:
@@ -110,25 +150,72 @@ def retrieval_with_balance(split: SplitEmbeddings) -> dict:
   return metrics
 
 
-def evaluate_params(params, config, data_dir: str, *, out_dir: str | None = None,
-                    title: str = "ITEm evaluation", max_train_examples: int = 50_000) -> dict:
-  """Every downstream metric of `params`; with `out_dir`, the report and the plots too."""
-  embed_fn = make_embed_fn(config.model)
-  info = convert.load_dataset_info(data_dir)
-  test = embed_split(params, config, data_dir, "test", embed_fn=embed_fn)
-  train = embed_split(params, config, data_dir, "train", removals=(None,), embed_fn=embed_fn,
-                      max_examples=max_train_examples)
+def downstream_metrics(test: SplitEmbeddings, train: SplitEmbeddings,
+                       num_classes: int) -> dict:
+  """Retrieval with modality balance on test; linear probe and k-NN from train to test."""
   metrics = retrieval_with_balance(test)
-  num_classes = max(len(info["categories"]), 1)
   metrics["linear_probe"] = classification.linear_probe(
       train.full, train.categories, test.full, test.categories, num_classes=num_classes)
   metrics["knn"] = classification.knn_classify(
       train.full, train.categories, test.full, test.categories, num_classes=num_classes,
       k=min(10, len(train.full)))
-  metrics["data"] = dict(dir=os.path.abspath(data_dir), num_test=len(test.ids),
-                         num_train_for_probe=len(train.ids))
+  return metrics
+
+
+def reference_embedders(config, data_dir: str, max_train_examples: int) -> dict[str, Embedder]:
+  """The untrained encoder (same config, step 0) and the classical baselines."""
+  train_titles = input_pipeline.read_titles(data_dir, "train", max_examples=max_train_examples)
+  embedders = {UNTRAINED: model_embedder(
+      train_step.initial_params(model_from_config(config.model), config.seed), config)}
+  for baseline in baselines.fit_baselines(train_titles):
+    embedders[baseline.name] = baseline_embedder(baseline)
+  return embedders
+
+
+def evaluate_embedders(embedders: dict[str, Embedder], config, data_dir: str, *,
+                       max_train_examples: int = 50_000) -> dict[str, tuple[dict, SplitEmbeddings]]:
+  """Every downstream metric of every embedder: {name: (metrics, test embeddings)}."""
+  info = convert.load_dataset_info(data_dir)
+  test = embed_split_with(embedders, config, data_dir, "test")
+  train = embed_split_with(embedders, config, data_dir, "train", removals=(None,),
+                           max_examples=max_train_examples)
+  num_classes = max(len(info["categories"]), 1)
+  results = {}
+  for name in embedders:
+    metrics = downstream_metrics(test[name], train[name], num_classes)
+    metrics["data"] = dict(dir=os.path.abspath(data_dir), num_test=len(test[name].ids),
+                           num_train_for_probe=len(train[name].ids))
+    results[name] = (metrics, test[name])
+  return results
+
+
+def evaluate_references(config, data_dir: str, *,
+                        max_train_examples: int = 50_000) -> dict[str, dict]:
+  """{reference name: metrics}: the untrained encoder and the classical baselines."""
+  results = evaluate_embedders(reference_embedders(config, data_dir, max_train_examples),
+                               config, data_dir, max_train_examples=max_train_examples)
+  return {name: metrics for name, (metrics, _) in results.items()}
+
+
+def evaluate_params(params, config, data_dir: str, *, out_dir: str | None = None,
+                    title: str = "ITEm evaluation", max_train_examples: int = 50_000,
+                    with_references: bool = True) -> dict:
+  """Every downstream metric of `params`; with `out_dir`, the report and the plots too.
+
+  With `with_references`, `metrics["references"]` holds the same metrics of the untrained
+  encoder and of the classical baselines (`item_jax/evaluation/baselines.py`), computed in
+  the same pass over the same splits.
+  """
+  embedders = {TRAINED: model_embedder(params, config)}
+  if with_references:
+    embedders.update(reference_embedders(config, data_dir, max_train_examples))
+  results = evaluate_embedders(embedders, config, data_dir,
+                               max_train_examples=max_train_examples)
+  metrics, test = results.pop(TRAINED)
+  if with_references:
+    metrics["references"] = {name: reference for name, (reference, _) in results.items()}
   if out_dir:
-    write_outputs(metrics, test, info, out_dir, title)
+    write_outputs(metrics, test, convert.load_dataset_info(data_dir), out_dir, title)
   return metrics
 
 
@@ -157,22 +244,52 @@ def write_outputs(metrics: dict, test: SplitEmbeddings, info: dict, out_dir: str
   report.write_report(metrics, out_dir, title=title)
 
 
-def make_validation_evaluator(config, data_dir: str) -> Callable[[dict, int], dict]:
-  """`evaluate(params, step) -> flat metrics` on the validation split, for the trainer."""
-  embed_fn = make_embed_fn(config.model)
+def make_validation_evaluator(config, data_dir: str, *, with_references: bool = True
+                              ) -> Callable[[dict, int], dict]:
+  """`evaluate(params, step) -> flat metrics` on the validation split, for the trainer.
 
-  def evaluate(params, step):  # pylint: disable=unused-argument
-    split = embed_split(params, config, data_dir, "validation", embed_fn=embed_fn)
-    if len(split.ids) < 2:
-      return {}
+  With `with_references`, the first call also embeds the validation split with the
+  reference embedders, logs their retrieval figures, and adds them to its metrics as
+  `references.NAME.retrieval.recall@1` (and the other flat retrieval keys), so that the
+  run's metrics.jsonl holds the curve and what it is to be compared with.
+  """
+  embed_fn = make_embed_fn(config.model)
+  pending_references = [with_references]
+
+  def flat_retrieval(split):
     metrics = retrieval_with_balance(split)
     return {key: float(value) for key, value in report.flatten_metrics(metrics).items()
             if isinstance(value, (int, float)) and not key.endswith("num_gallery")}
+
+  def evaluate(params, step):  # pylint: disable=unused-argument
+    embedders = {TRAINED: model_embedder(params, config, embed_fn)}
+    if pending_references[0]:
+      embedders.update(reference_embedders(config, data_dir, max_train_examples=50_000))
+      pending_references[0] = False
+    splits = embed_split_with(embedders, config, data_dir, "validation")
+    if len(splits[TRAINED].ids) < 2:
+      return {}
+    metrics = flat_retrieval(splits.pop(TRAINED))
+    for name, split in splits.items():
+      reference = flat_retrieval(split)
+      logging.info("[validation] reference %s: R@1=%.4f R@10=%.4f mAP@R=%.4f no-title "
+                   "R@1=%.4f no-image R@1=%.4f", name, reference["retrieval.recall@1"],
+                   reference["retrieval.recall@10"], reference["retrieval.map@r"],
+                   reference["retrieval_no_title.recall@1"],
+                   reference["retrieval_no_image.recall@1"])
+      metrics.update({f"references.{name}.{key}": value for key, value in reference.items()})
+    return metrics
   return evaluate
 
 
+SUMMARY_COLUMNS = (("R@1", "retrieval.recall@1"), ("R@10", "retrieval.recall@10"),
+                   ("mAP@R", "retrieval.map@r"), ("probe", "linear_probe.top1_accuracy"),
+                   ("kNN", "knn.top1_accuracy"), ("R@1 -title", "retrieval_no_title.recall@1"),
+                   ("R@1 -image", "retrieval_no_image.recall@1"))
+
+
 def format_summary(metrics: dict) -> str:
-  """The few lines a person reads first."""
+  """The few lines a person reads first: the model, then each reference row beside it."""
   r, probe, knn = metrics["retrieval"], metrics["linear_probe"], metrics["knn"]
   lines = [f"same-product search: R@1={r['recall@1']:.3f} R@5={r['recall@5']:.3f} "
            f"R@10={r['recall@10']:.3f} mAP@R={r['map@r']:.3f} ({r['num_queries']} queries)",
@@ -183,7 +300,32 @@ def format_summary(metrics: dict) -> str:
     lines.append("modality balance (R@1 drop): " + ", ".join(
         f"{key.replace('recall@1_drop_without_', 'without ')}={value:+.3f}"
         for key, value in balance.items()))
+  references = metrics.get("references")
+  if references:
+    rows = {TRAINED: metrics, **references}
+    width = max(len(name) for name in rows)
+    lines.append("")
+    lines.append(f"{'':{width}}  " + "  ".join(f"{header:>10}" for header, _ in SUMMARY_COLUMNS))
+    for name, row in rows.items():
+      flat = report.flatten_metrics(row)
+      lines.append(f"{name:{width}}  " + "  ".join(
+          f"{flat.get(key, float('nan')):10.3f}" for _, key in SUMMARY_COLUMNS))
+    lines.append(_verdict(metrics, references))
   return "\n".join(lines)
+
+
+def _verdict(metrics: dict, references: dict) -> str:
+  """One line: did pretraining help, and how far is the model from the title search."""
+  parts = []
+  r1, probe = metrics["retrieval"]["recall@1"], metrics["linear_probe"]["top1_accuracy"]
+  if UNTRAINED in references:
+    base = references[UNTRAINED]
+    parts.append(f"vs untrained: R@1 {r1 - base['retrieval']['recall@1']:+.3f}, probe "
+                 f"{probe - base['linear_probe']['top1_accuracy']:+.3f}")
+  if "title_tfidf" in references:
+    parts.append(f"vs title TF-IDF: R@1 "
+                 f"{r1 - references['title_tfidf']['retrieval']['recall@1']:+.3f}")
+  return "; ".join(parts)
 
 
 def main(argv):

@@ -2,11 +2,15 @@
 
   python -m item_jax.main_job --workdir runs/demo
 
-1. Generates the embedded procedural catalog (`item_jax/data/synthetic_catalog.py`).
+1. Generates the embedded procedural catalog (`item_jax/data/synthetic_catalog.py`): 1,200
+   products, 4 listings each.
 2. Converts it to TFRecord shards and trains the SentencePiece tokenizer on its titles.
-3. Pretrains the tiny config with all five objectives (resumes if the workdir has a run).
+3. Pretrains `configs/demo.py` (the CPU-budget model, with the five ITEm objectives and
+   the contrastive extension) with validation retrieval every 250 steps; resumes if the
+   workdir has a run.
 4. Evaluates the trained embedding: same-product search, category prediction, modality
-   balance (see `item_jax/evaluate.py`).
+   balance, beside the reference rows (the untrained encoder, title TF-IDF, a colour
+   histogram and both concatenated; see `item_jax/evaluate.py`).
 Each stage is skipped when its output already exists, so re-running continues the job.
 """
 
@@ -19,21 +23,22 @@ from item_jax import evaluate, export, logging_setup, trainer
 from item_jax.data import convert, synthetic_catalog
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/demo", "Where everything is written.")
-_NUM_PRODUCTS = flags.DEFINE_integer("num_products", 300, "Products in the catalog.")
+_NUM_PRODUCTS = flags.DEFINE_integer("num_products", 1200, "Products in the catalog.")
 _LISTINGS = flags.DEFINE_integer("listings_per_product", 4, "Listings per product.")
-_STEPS = flags.DEFINE_integer("steps", None, "Training steps (default: the tiny config's).")
-_CONFIG_ARG = flags.DEFINE_string("config_arg", None, "Variant passed to configs/tiny.py.")
+_STEPS = flags.DEFINE_integer("steps", None, "Training steps (default: configs/demo.py's).")
+_PREPARE_ONLY = flags.DEFINE_bool("prepare_only", False,
+                                  "Stop after stages 1-2 (catalog and shards).")
 
 
-def tiny_config(arg=None):
-  """configs/tiny.py, loaded by path so that the job runs from any working directory."""
+def demo_config():
+  """configs/demo.py, loaded by path so that the job runs from any working directory."""
   import importlib.util  # pylint: disable=g-import-not-at-top
   path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs",
-                      "tiny.py")
-  spec = importlib.util.spec_from_file_location("tiny_config", path)
+                      "demo.py")
+  spec = importlib.util.spec_from_file_location("demo_config", path)
   module = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(module)
-  return module.get_config(arg)
+  return module.get_config()
 
 
 def prepare_catalog(workdir: str, num_products: int, listings_per_product: int,
@@ -58,12 +63,15 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   workdir = _WORKDIR.value
-  config = tiny_config(_CONFIG_ARG.value)
+  config = demo_config()
   config.data.dir = prepare_catalog(workdir, _NUM_PRODUCTS.value, _LISTINGS.value,
                                     config.model.image_size)
+  if _PREPARE_ONLY.value:
+    print(f"shards: {config.data.dir}")
+    return
   if _STEPS.value:
     config.total_steps = _STEPS.value
-  logging.info("Stage 3/4: pretraining the tiny config for %d steps in %s",
+  logging.info("Stage 3/4: pretraining configs/demo.py for %d steps in %s",
                config.total_steps, os.path.join(workdir, "train"))
   train_dir = os.path.join(workdir, "train")
   metrics = trainer.train_and_evaluate(
@@ -75,7 +83,7 @@ def main(argv):
   export.export_model(train_dir, export_dir)
   _, params, step = export.restore_trained_params(train_dir)
   results = evaluate.evaluate_params(params, config, config.data.dir, out_dir=eval_dir,
-                                     title=f"ITEm tiny on the embedded catalog (step {step})")
+                                     title=f"ITEm (configs/demo.py) on the embedded catalog (step {step})")
   print("\n" + evaluate.format_summary(results))
   print(f"\nexport: {export_dir}\nreport: {os.path.join(eval_dir, 'report.md')}\nplots: "
         + ", ".join(results["plots"].values()))

@@ -11,6 +11,8 @@ head's inputs are explicit:
   * `mim_pixels(patch_states)`                   masked patches from their own states.
   * `gmlm_logits(cls_state, text_positions)`     masked words from `[CLS]` + slot position.
   * `gmim_pixels(cls_state, patch_positions)`    masked patches from `[CLS]` + position.
+    (both read through a `GlobalSlotReader`: `[CLS]` concatenated with the LayerNormed
+    position embedding of the slot, then a GELU MLP.)
 The global heads take no sequence state at all: by construction they cannot read a masked
 position's own output.
 
@@ -43,9 +45,13 @@ def _param(init, *axes):
   return nn.with_logical_partitioning(init, axes)
 
 
-def _dense(features, axes, dtype, name, use_bias=True):
+def _dense(features, axes, dtype, name, use_bias=True, zero_init=False):
+  # Output heads start at zero (big_vision's head_zeroinit): every objective starts at its
+  # input-independent loss (ln 2 for ITM, the target mean for pixels) instead of with
+  # large random logits whose gradients swamp the others under global-norm clipping.
+  kernel_init = nn.initializers.zeros if zero_init else nn.initializers.xavier_uniform()
   return nn.Dense(features, dtype=dtype, name=name, use_bias=use_bias,
-                  kernel_init=_param(nn.initializers.xavier_uniform(), *axes),
+                  kernel_init=_param(kernel_init, *axes),
                   bias_init=_param(nn.initializers.zeros, axes[-1]))
 
 
@@ -112,6 +118,30 @@ class EncoderBlock(nn.Module):
     return nn.with_logical_constraint(x, (ACT_BATCH, ACT_LENGTH, ACT_EMBED))
 
 
+class GlobalSlotReader(nn.Module):
+  """The global heads' reader: the `[CLS]` state and one slot's position embedding only.
+
+  `[CLS]` (unit scale after the final LayerNorm) is concatenated with the LayerNormed
+  position embedding of the target slot (raw, it is ~50x smaller and a sum would drown it)
+  and read by a GELU MLP, so that the head can tell which slot it predicts. It takes no
+  sequence state: a masked slot's own output cannot reach it.
+  """
+  mlp_dim: int
+  dtype: Any
+
+  @nn.compact
+  def __call__(self, cls_state: Array, slot_positions: Array) -> Array:
+    """cls_state [B, D], slot_positions [B, K, D] -> hidden [B, K, D] (float32)."""
+    width = cls_state.shape[-1]
+    positions = _layer_norm("position_norm")(slot_positions)
+    combined = jnp.concatenate(
+        [jnp.broadcast_to(cls_state[:, None, :], positions.shape).astype(jnp.float32),
+         positions], axis=-1)
+    h = _dense(self.mlp_dim, (None, "mlp"), self.dtype, "mlp_in")(combined.astype(self.dtype))
+    h = _dense(width, ("mlp", "embed"), self.dtype, "mlp_out")(nn.gelu(h))
+    return _layer_norm("output_norm")(h)
+
+
 class ItemModel(nn.Module):
   """Single-stream image-text encoder with the ITEm objective heads."""
   vocab_size: int
@@ -159,53 +189,57 @@ class ItemModel(nn.Module):
     self.embedding_projection = _dense(self.embed_dim, ("embed", None), jnp.float32,
                                        "embedding_projection")
     # Heads.
-    self.itm_head = _dense(2, ("embed", None), jnp.float32, "itm_head")
+    self.itm_head = _dense(2, ("embed", None), jnp.float32, "itm_head", zero_init=True)
     self.mlm_transform = _dense(self.hidden_dim, ("embed", None), self.dtype, "mlm_transform")
     self.mlm_norm = _layer_norm("mlm_norm")
     self.vocab_bias = self.param("vocab_bias", _param(nn.initializers.zeros, "vocab"),
                                  (self.vocab_size,))
     self.mim_head = _dense(self.pixels_per_patch, ("embed", None), self.dtype, "mim_head")
-    self.gmlm_transform = _dense(self.hidden_dim, ("embed", None), self.dtype,
-                                 "gmlm_transform")
-    self.gmlm_norm = _layer_norm("gmlm_norm")
-    self.gmim_transform = _dense(self.hidden_dim, ("embed", None), self.dtype,
-                                 "gmim_transform")
-    self.gmim_norm = _layer_norm("gmim_norm")
+    self.gmlm_reader = GlobalSlotReader(self.mlp_dim, self.dtype, name="gmlm_reader")
+    self.gmim_reader = GlobalSlotReader(self.mlp_dim, self.dtype, name="gmim_reader")
     self.gmim_head = _dense(self.pixels_per_patch, ("embed", None), self.dtype, "gmim_head")
 
   # --- Encoder -------------------------------------------------------------------------
 
-  def encode(self, text_tokens: Array, text_mask: Array, images: Array, has_image: Array,
-             masked_patches: Array | None = None, deterministic: bool = True) -> dict:
+  def encode(self, text_tokens: Array, text_mask: Array, images: Array | None,
+             has_image: Array, masked_patches: Array | None = None,
+             deterministic: bool = True) -> dict:
     """Runs the encoder.
 
     Args:
-      text_tokens: int [B, L], `[CLS] .. [SEP] <pad>..` (already MLM-corrupted if training).
-      text_mask: int [B, L], 1 on real text slots.
-      images: float [B, S, S, 3] in [-1, 1].
+      text_tokens: int [B, L'], `[CLS] .. [SEP] <pad>..` (already MLM-corrupted if training);
+        L' <= L text slots (a shorter sequence, e.g. `[CLS] [SEP]` alone, drops the rest).
+      text_mask: int [B, L'], 1 on real text slots.
+      images: float [B, S, S, 3] in [-1, 1], or None: no patch slots at all (a title-only
+        sequence; its outputs equal those of a full sequence with `has_image = 0`, since
+        masked-out keys contribute nothing to attention).
       has_image: int [B]; 0 masks every patch slot out of attention.
       masked_patches: float [B, m] or None; 1 replaces that patch's embedding by the learned
         mask vector (MIM).
       deterministic: disables dropout.
 
     Returns:
-      dict with `sequence_states` [B, L + m, D] (float32), `cls_state` [B, D] and
-      `key_mask` [B, L + m].
+      dict with `sequence_states` [B, L' + m, D] (float32), `cls_state` [B, D] and
+      `key_mask` [B, L' + m] (m = 0 without images).
     """
-    batch_size = text_tokens.shape[0]
+    batch_size, text_len = text_tokens.shape
     tokens = self.token_embedding(text_tokens)
-    tokens = tokens + self.text_position.astype(self.dtype) + self.modality_type[0].astype(
-        self.dtype)
-    patches = self.patch_embedding(patchify(images, self.patch_size).astype(self.dtype))
-    if masked_patches is not None:
-      selected = masked_patches[..., None].astype(self.dtype)
-      patches = patches * (1 - selected) + self.patch_mask_vector.astype(self.dtype) * selected
-    patches = patches + self.image_position.astype(self.dtype) + self.modality_type[1].astype(
-        self.dtype)
-    x = jnp.concatenate([tokens, patches], axis=1)
+    tokens = (tokens + self.text_position[:text_len].astype(self.dtype)
+              + self.modality_type[0].astype(self.dtype))
+    parts, key_masks = [tokens], [text_mask]
+    if images is not None:
+      patches = self.patch_embedding(patchify(images, self.patch_size).astype(self.dtype))
+      if masked_patches is not None:
+        selected = masked_patches[..., None].astype(self.dtype)
+        patches = (patches * (1 - selected)
+                   + self.patch_mask_vector.astype(self.dtype) * selected)
+      patches = (patches + self.image_position.astype(self.dtype)
+                 + self.modality_type[1].astype(self.dtype))
+      parts.append(patches)
+      key_masks.append(jnp.broadcast_to(has_image[:, None], (batch_size, self.num_patches)))
+    x = jnp.concatenate(parts, axis=1)
     x = nn.with_logical_constraint(x, (ACT_BATCH, ACT_LENGTH, ACT_EMBED))
-    patch_key_mask = jnp.broadcast_to(has_image[:, None], (batch_size, self.num_patches))
-    key_mask = jnp.concatenate([text_mask, patch_key_mask], axis=1).astype(jnp.int32)
+    key_mask = jnp.concatenate(key_masks, axis=1).astype(jnp.int32)
     for block in self.blocks:
       x = block(x, key_mask, deterministic)
     states = self.final_norm(x)
@@ -239,22 +273,15 @@ class ItemModel(nn.Module):
     """Masked patch pixels from their own output states [B, K, D] -> [B, K, P*P*3]."""
     return self.mim_head(patch_states.astype(self.dtype)).astype(jnp.float32)
 
-  def _global_hidden(self, cls_state: Array, slot_positions: Array, transform, norm) -> Array:
-    """`[CLS]` state combined with the target slot's position embedding only."""
-    combined = cls_state[:, None, :] + slot_positions.astype(cls_state.dtype)
-    return norm(nn.gelu(transform(combined.astype(self.dtype))))
-
   def gmlm_logits(self, cls_state: Array, text_positions: Array) -> Array:
     """GMLM: words at text slots `text_positions` [B, K] from `cls_state` [B, D] alone."""
     slot_positions = jnp.take(self.text_position, text_positions, axis=0)
-    return self._vocab_logits(
-        self._global_hidden(cls_state, slot_positions, self.gmlm_transform, self.gmlm_norm))
+    return self._vocab_logits(self.gmlm_reader(cls_state, slot_positions))
 
   def gmim_pixels(self, cls_state: Array, patch_positions: Array) -> Array:
     """GMIM: pixels of patches `patch_positions` [B, K] from `cls_state` [B, D] alone."""
     slot_positions = jnp.take(self.image_position, patch_positions, axis=0)
-    hidden = self._global_hidden(cls_state, slot_positions, self.gmim_transform, self.gmim_norm)
-    return self.gmim_head(hidden).astype(jnp.float32)
+    return self.gmim_head(self.gmim_reader(cls_state, slot_positions)).astype(jnp.float32)
 
   def __call__(self, text_tokens, text_mask, images, has_image, masked_patches=None,
                deterministic=True):

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from item_jax import masking
+from item_jax import augment, masking
 from item_jax.data import tokenizer
 from item_jax.model import ItemModel, patchify
 
@@ -96,10 +96,35 @@ def make_objective_fns(model: ItemModel, config) -> ObjectiveFns:
   image_capacity = masking.selection_capacity(image_rate_cap, model.num_patches)
   masks_text = "mlm" in objectives or "gmlm" in objectives
   masks_image = "mim" in objectives or "gmim" in objectives
+  contrastive_views = (tuple(view.strip() for view in config.contrastive.views.split(",")
+                             if view.strip()) if "contrastive" in objectives else ())
+
+  def masked_inputs(batch, images, rng):
+    """Masking draws over one batch: the encoder's inputs and the selected slots."""
+    rate_rng, text_rng, corrupt_rng, image_rng = jax.random.split(rng, 4)
+    batch_size = batch["text_tokens"].shape[0]
+    text_rates, image_rates = masking.draw_rates(rate_rng, batch_size, config.masking)
+    text_tokens = batch["text_tokens"]
+    text_selection = masking.select_slots(
+        text_rng, masking.title_piece_slots(text_tokens, batch["text_mask"]),
+        text_rates if masks_text else jnp.zeros_like(text_rates), text_capacity)
+    corrupted_tokens = masking.corrupt_text(
+        corrupt_rng, text_tokens, masking.selection_to_slots(text_selection, model.max_text_len),
+        model.vocab_size)
+    patch_eligible = jnp.broadcast_to(batch["has_image"][:, None],
+                                      (batch_size, model.num_patches))
+    image_selection = masking.select_slots(
+        image_rng, patch_eligible, image_rates if masks_image else jnp.zeros_like(image_rates),
+        image_capacity)
+    encoder_inputs = dict(
+        text_tokens=corrupted_tokens, text_mask=batch["text_mask"], images=images,
+        has_image=batch["has_image"],
+        masked_patches=masking.selection_to_slots(image_selection, model.num_patches))
+    return encoder_inputs, text_selection, image_selection
 
   def prepare(batch, rng):
     """ITM pairing and masking draws: what the encoder sees and what the heads predict."""
-    itm_rng, rate_rng, text_rng, corrupt_rng, image_rng = jax.random.split(rng, 5)
+    itm_rng, mask_rng = jax.random.split(rng)
     batch = restrict_modalities(batch, modalities)
     batch_size = batch["text_tokens"].shape[0]
     valid = batch["valid"].astype(jnp.float32)
@@ -113,23 +138,8 @@ def make_objective_fns(model: ItemModel, config) -> ObjectiveFns:
     else:
       matched = jnp.ones((batch_size,), jnp.int32)
     matched_weight = matched.astype(jnp.float32) * valid
-
-    text_rates, image_rates = masking.draw_rates(rate_rng, batch_size, config.masking)
+    encoder_inputs, text_selection, image_selection = masked_inputs(batch, images, mask_rng)
     text_tokens = batch["text_tokens"]
-    text_selection = masking.select_slots(
-        text_rng, masking.title_piece_slots(text_tokens, batch["text_mask"]),
-        text_rates if masks_text else jnp.zeros_like(text_rates), text_capacity)
-    corrupted_tokens = masking.corrupt_text(
-        corrupt_rng, text_tokens, masking.selection_to_slots(text_selection, model.max_text_len),
-        model.vocab_size)
-    patch_eligible = jnp.broadcast_to(has_image[:, None], (batch_size, model.num_patches))
-    image_selection = masking.select_slots(
-        image_rng, patch_eligible, image_rates if masks_image else jnp.zeros_like(image_rates),
-        image_capacity)
-    encoder_inputs = dict(
-        text_tokens=corrupted_tokens, text_mask=batch["text_mask"], images=images,
-        has_image=has_image,
-        masked_patches=masking.selection_to_slots(image_selection, model.num_patches))
     targets = dict(
         matched=matched, itm_weights=both_modalities.astype(jnp.float32) * valid,
         text_positions=text_selection.positions,
@@ -176,7 +186,8 @@ def make_objective_fns(model: ItemModel, config) -> ObjectiveFns:
           head(ItemModel.gmim_pixels, cls_state, targets["patch_positions"]),
           targets["pixel_targets"], targets["patch_weights"])
 
-    total = sum(config.loss_weights[name] * losses[name] for name in objectives)
+    total = sum(config.loss_weights[name] * losses[name] for name in objectives
+                if name in losses)
     metrics.update({f"{name}_loss": value for name, value in losses.items()})
     metrics["loss"] = total
     metrics["masked_text_tokens"] = targets["text_weights"].sum()
@@ -185,12 +196,105 @@ def make_objective_fns(model: ItemModel, config) -> ObjectiveFns:
         jnp.float32)
     return total, metrics
 
+  def encode(params, inputs, dropout_rng):
+    return model.apply({"params": params}, **inputs,
+                       deterministic=config.model.dropout_rate == 0.0,
+                       method=ItemModel.encode, rngs={"dropout": dropout_rng})
+
+  def view_inputs(view, batch, rng):
+    """Encoder inputs of one contrastive view of every listing, and which rows have it."""
+    valid = batch["valid"].astype(jnp.float32)
+    if view == "title":  # The title alone: no patch slots at all.
+      tokens = batch["text_tokens"]
+      if config.contrastive.shuffle_title:
+        tokens = augment.shuffle_title_pieces(rng, tokens, batch["text_mask"])
+      return (dict(text_tokens=tokens, text_mask=batch["text_mask"],
+                   images=None, has_image=jnp.zeros_like(batch["has_image"])),
+              batch["has_title"].astype(jnp.float32) * valid)
+    if view == "image":  # The photo alone: `[CLS] [SEP]` and the patches.
+      empty = remove_titles(batch["text_tokens"][:, :2], batch["text_mask"][:, :2])
+      images = batch["image"]
+      if config.contrastive.image_crop_min_scale < 1.0:
+        images = augment.random_resized_crops(rng, images,
+                                              config.contrastive.image_crop_min_scale)
+      return (dict(text_tokens=empty["text_tokens"], text_mask=empty["text_mask"],
+                   images=images, has_image=batch["has_image"]),
+              batch["has_image"].astype(jnp.float32) * valid)
+    inputs, _, _ = masked_inputs(batch, batch["image"], rng)  # "remask"
+    return inputs, valid
+
+  def contrastive_loss(params, anchor_cls, batch, targets, rng):
+    """InfoNCE between each listing's (masked) embedding and its other views."""
+    anchors = model.apply({"params": params}, anchor_cls, method=ItemModel.embed_product)
+    # A listing whose photo ITM swapped is not an anchor of itself.
+    anchor_weights = targets["matched"].astype(jnp.float32) * targets["valid"]
+    losses, accuracies = [], []
+    for index, view in enumerate(contrastive_views):
+      view_rng, dropout_rng = jax.random.split(jax.random.fold_in(rng, index))
+      inputs, view_weights = view_inputs(view, batch, view_rng)
+      views = model.apply({"params": params}, encode(params, inputs, dropout_rng)["cls_state"],
+                          method=ItemModel.embed_product)
+      loss, accuracy = info_nce(anchors, views, anchor_weights, view_weights,
+                                config.contrastive.temperature,
+                                config.contrastive.hard_negative_beta)
+      losses.append(loss)
+      accuracies.append(accuracy)
+    return sum(losses) / len(losses), sum(accuracies) / len(accuracies)
+
   def loss(params, batch, rng):
-    draw_rng, dropout_rng = jax.random.split(rng)
+    draw_rng, dropout_rng, view_rng = jax.random.split(rng, 3)
     encoder_inputs, targets = prepare(batch, draw_rng)
-    encoded = model.apply({"params": params}, **encoder_inputs,
-                          deterministic=config.model.dropout_rate == 0.0,
-                          method=ItemModel.encode, rngs={"dropout": dropout_rng})
-    return head_losses(params, encoded["sequence_states"], targets)
+    encoded = encode(params, encoder_inputs, dropout_rng)
+    total, metrics = head_losses(params, encoded["sequence_states"], targets)
+    if "contrastive" in objectives:
+      contrastive, accuracy = contrastive_loss(
+          params, encoded["cls_state"], restrict_modalities(batch, modalities), targets,
+          view_rng)
+      total = total + config.loss_weights.contrastive * contrastive
+      metrics.update(contrastive_loss=contrastive, contrastive_accuracy=accuracy, loss=total)
+    return total, metrics
 
   return ObjectiveFns(prepare=prepare, head_losses=head_losses, loss=loss)
+
+
+def info_nce(anchors: Array, views: Array, anchor_weights: Array, view_weights: Array,
+             temperature: float, hard_negative_beta: float = 0.0) -> tuple[Array, Array]:
+  """Symmetric InfoNCE over the batch: anchor i's positive is view i, the others negatives.
+
+  Args:
+    anchors, views: [B, E] L2-normalised embeddings.
+    anchor_weights, view_weights: [B] 1 where the row takes part (valid, has the view).
+    temperature: softmax temperature of the cosine similarities.
+    hard_negative_beta: > 0 reweights each row's negatives by softmax(beta * cosine)
+      (Robinson et al. 2021), so that the negatives most like the anchor dominate: a
+      feature that many listings share (a seller's wording style, a vendor's art style)
+      then no longer tells a listing from its negatives, and stops paying.
+
+  Returns:
+    (mean of the two directions' cross-entropies over the pairs that have both,
+     accuracy of anchor -> view retrieval over those pairs).
+  """
+  similarity = jnp.einsum("ae,ve->av", anchors, views)
+  labels = jnp.arange(anchors.shape[0])
+  pair_weights = anchor_weights * view_weights
+  blocked = jnp.finfo(similarity.dtype).min
+  positive = jnp.eye(anchors.shape[0], dtype=bool)
+
+  def direction_loss(similarity, column_weights):
+    """Cross-entropy of each row's positive (the diagonal) among its valid columns."""
+    logits = jnp.where(column_weights[None, :] > 0, similarity / temperature, blocked)
+    if hard_negative_beta > 0:
+      negative = (column_weights[None, :] > 0) & ~positive
+      scores = jnp.where(negative, hard_negative_beta * similarity, blocked)
+      log_weights = jax.nn.log_softmax(scores, axis=-1) + jnp.log(
+          jnp.maximum(negative.sum(axis=-1, keepdims=True), 1).astype(similarity.dtype))
+      logits = jnp.where(negative, logits + jax.lax.stop_gradient(log_weights), logits)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels), logits
+
+  to_views, view_logits = direction_loss(similarity, view_weights)
+  to_anchors, _ = direction_loss(similarity.T, anchor_weights)
+  loss = 0.5 * (_weighted_mean(to_views, pair_weights) +
+                _weighted_mean(to_anchors, pair_weights))
+  accuracy = _weighted_mean((view_logits.argmax(-1) == labels).astype(jnp.float32),
+                            pair_weights)
+  return loss, accuracy

@@ -50,6 +50,12 @@ def dummy_model_inputs(model: ItemModel, batch_size: int = 1) -> tuple:
           jnp.ones((batch_size,), jnp.int32))
 
 
+def initial_params(model: ItemModel, seed: int) -> dict:
+  """The parameters a run with `config.seed = seed` starts from (the untrained encoder)."""
+  boxed = model.init({"params": jax.random.key(seed)}, *dummy_model_inputs(model))
+  return nn.unbox(boxed)["params"]
+
+
 def abstract_batch(model: ItemModel, global_batch_size: int, batch_sharding=None) -> dict:
   """ShapeDtypeStructs of the batch dict of docs/design.md."""
   b, length, size = global_batch_size, model.max_text_len, model.image_size

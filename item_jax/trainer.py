@@ -174,6 +174,10 @@ def _train(config, workdir: str, evaluate_fn: Callable | None, stop_at_step: int
   logging.info("Mesh %s over %d devices (%d processes); data %s: %s train examples",
                dict(mesh.shape), jax.device_count(), jax.process_count(), config.data.dir,
                dataset_info["splits"]["train"]["num_examples"])
+  unigram = dataset_info["tokenizer"].get("train_piece_unigram_entropy_nats")
+  if unigram is not None:
+    logging.info("MLM/GMLM input-independent level (unigram entropy of the train pieces): "
+                 "%.2f nats; a model that reads its inputs goes well below it.", unigram)
 
   # --- Model, optimizer, sharded state -----------------------------------------------
   model = model_from_config(config.model)

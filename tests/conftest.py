@@ -11,9 +11,15 @@ import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def small_config(**overrides):
-  """The tiny config shrunk further for tests: 2 layers, width 64, batch 16."""
+  """The tiny config shrunk further for tests: 2 layers, width 64, batch 16.
+
+  It trains ITEm's five objectives (the paper's set); tests of the default recipe's
+  contrastive extension ask for it (`objectives=DEFAULT_OBJECTIVES`), which keeps the many
+  plumbing tests at one encoder pass a step.
+  """
   from item_jax import config_defaults  # pylint: disable=g-import-not-at-top
   config = config_defaults.default_config()
+  config.objectives = config_defaults.ITEM_OBJECTIVES
   config.model.update(image_size=32, patch_size=8, max_text_len=16, vocab_size=512,
                       num_layers=2, hidden_dim=64, num_heads=4, mlp_dim=128, embed_dim=32)
   config.global_batch_size = 16

@@ -19,8 +19,10 @@ def test_ablation_trains_evaluates_and_tabulates(catalog_shards, tmp_path):
   results = ablation.run_ablation(catalog_shards, workdir, steps=4,
                                   variants=("no_global", "full"), overrides=SMALL)
 
-  assert list(results) == ["untrained", "no_global", "full"]
-  assert results["untrained"]["steps"] == 0
+  references = ["untrained", "title_tfidf", "colour_histogram", "tfidf+histogram"]
+  assert list(results) == references + ["no_global", "full"]
+  for name in references:
+    assert results[name]["steps"] == 0
   for variant in ("no_global", "full"):
     assert results[variant]["steps"] == 4
     assert sorted(results[variant]["validation_recall@1_curve"]) == [2, 4]
@@ -28,17 +30,21 @@ def test_ablation_trains_evaluates_and_tabulates(catalog_shards, tmp_path):
     config = json.load(open(os.path.join(workdir, variant, "config.json")))
     assert config["model"]["hidden_dim"] == 32 and config["total_steps"] == 4
   assert json.load(open(os.path.join(workdir, "no_global", "config.json")))[
-      "objectives"] == "itm,mlm,mim"
+      "objectives"] == "itm,mlm,mim,contrastive"
 
   table = open(os.path.join(workdir, "comparison.md")).read()
   main_rows = [line for line in table.splitlines() if line.startswith("| ")]
-  assert [row.split(" | ")[0] for row in main_rows] == [
-      "| model", "| untrained", "| no_global", "| full",
-      "| validation R@1 at step", "| untrained", "| no_global", "| full"]
+  names = [row.split(" | ")[0] for row in main_rows]
+  assert names == (["| model"] + [f"| {name}" for name in references + ["no_global", "full"]]
+                   + ["| validation R@1 at step"]
+                   + [f"| {name}" for name in references + ["no_global", "full"]])
   assert "| validation R@1 at step | 0 | 2 | 4 |" in table
-  untrained_curve_row = main_rows[5].split(" | ")
+  untrained_curve_row = main_rows[8].split(" | ")
+  assert untrained_curve_row[0] == "| untrained"
   assert untrained_curve_row[2:] == ["n/a", "n/a |"]  # Evaluated at step 0 only.
-  assert f"{results['full']['retrieval']['recall@1']:.4f}" in main_rows[3]
+  full_row = main_rows[6]
+  assert full_row.startswith("| full |")
+  assert f"{results['full']['retrieval']['recall@1']:.4f}" in full_row
   assert json.load(open(os.path.join(workdir, "comparison.json"))).keys() == results.keys()
   assert os.path.getsize(os.path.join(workdir, "recall_at_k.png")) > 0
 
@@ -50,5 +56,5 @@ def test_ablation_trains_evaluates_and_tabulates(catalog_shards, tmp_path):
 
 
 def test_unknown_variant_is_refused(catalog_shards, tmp_path):
-  with pytest.raises(ValueError, match="unknown ablation variants.*'contrastive'"):
-    ablation.run_ablation(catalog_shards, str(tmp_path), variants=("full", "contrastive"))
+  with pytest.raises(ValueError, match="unknown ablation variants.*'clip'"):
+    ablation.run_ablation(catalog_shards, str(tmp_path), variants=("full", "clip"))

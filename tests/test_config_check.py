@@ -15,7 +15,15 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @pytest.mark.parametrize("overrides, field", [
     ({"model.patch_size": 7}, "config.model.patch_size"),
-    ({"objectives": "itm,mlm,contrastive"}, "config.objectives"),
+    ({"objectives": "itm,mlm,clip"}, "config.objectives"),
+    ({"objectives": "mlm,contrastive", "contrastive.views": "title,audio"},
+     "config.contrastive.views"),
+    ({"objectives": "mlm,contrastive", "modalities": "text", "contrastive.views": "image"},
+     "config.contrastive.views"),
+    ({"objectives": "mlm,contrastive", "contrastive.temperature": 0.0},
+     "config.contrastive.temperature"),
+    ({"objectives": "mlm,contrastive", "contrastive.image_crop_min_scale": 1.5},
+     "config.contrastive.image_crop_min_scale"),
     ({"masking.mode": "random"}, "config.masking.mode"),
     ({"masking.text_rate": 1.5}, "config.masking.text_rate"),
     ({"model.compute_dtype": "float16"}, "config.model.compute_dtype"),

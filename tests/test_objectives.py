@@ -82,6 +82,10 @@ def test_itm_keeps_pairs_matched_when_no_other_group_exists():
 
 def test_masked_modelling_losses_ignore_mismatched_pairs():
   config, model, params, batch = _setup()
+  # The ITM head starts at zero (every input scores ln 2); give it weights to read with.
+  kernel = params["itm_head"]["kernel"]
+  params = dict(params, itm_head=dict(params["itm_head"], kernel=jax.random.normal(
+      jax.random.key(5), kernel.shape, kernel.dtype)))
   config.masking.itm_negative_fraction = 0.5
   fns = objectives.make_objective_fns(model, config)
   encoder_inputs, targets = fns.prepare(batch, jax.random.key(7))
@@ -168,3 +172,98 @@ def test_pixel_targets_do_not_magnify_flat_patches():
   np.testing.assert_allclose(targets[0].mean(axis=-1), 0.0, atol=1e-5)
   magnified = np.asarray(objectives.normalized_patch_pixels(images, 8, variance_eps=1e-6))
   assert magnified[0, 0].std() > 0.95               # MAE's epsilon: noise at unit variance.
+
+
+def test_info_nce_rewards_each_anchor_finding_its_own_view():
+  rng = np.random.default_rng(0)
+  anchors = rng.standard_normal((8, 16)).astype(np.float32)
+  anchors /= np.linalg.norm(anchors, axis=1, keepdims=True)
+  ones = jnp.ones((8,))
+  aligned, accuracy = objectives.info_nce(anchors, anchors, ones, ones, 0.05)
+  shuffled, shuffled_accuracy = objectives.info_nce(anchors, anchors[::-1], ones, ones, 0.05)
+  assert float(accuracy) == 1.0 and float(shuffled_accuracy) < 0.5
+  assert float(aligned) < 0.1 < float(shuffled)
+  # A row without the view (weight 0) is neither scored nor a negative of the others.
+  views = anchors.copy()
+  views[3] = -anchors[3]
+  weights = jnp.ones((8,)).at[3].set(0.0)
+  masked, _ = objectives.info_nce(anchors, views, ones, weights, 0.05)
+  kept = [row for row in range(8) if row != 3]
+  reference, _ = objectives.info_nce(anchors[kept], anchors[kept], jnp.ones((7,)),
+                                     jnp.ones((7,)), 0.05)
+  assert float(masked) == pytest.approx(float(reference), rel=1e-5)
+
+
+def test_hard_negative_weighting_counts_the_nearest_negative_most():
+  # Anchor 0's nearest negative is view 1; view 2 is far. Moving view 1 even closer raises
+  # the reweighted loss more than the plain one.
+  anchors = np.eye(3, dtype=np.float32)
+  near = np.array([[1.0, 0.0, 0.0], [0.8, 0.6, 0.0], [0.0, 0.0, 1.0]], np.float32)
+  ones = jnp.ones((3,))
+  plain, _ = objectives.info_nce(anchors, near, ones, ones, 0.5)
+  hard, _ = objectives.info_nce(anchors, near, ones, ones, 0.5, hard_negative_beta=5.0)
+  assert float(hard) > float(plain)
+  uniform, _ = objectives.info_nce(anchors, anchors, ones, ones, 0.5, hard_negative_beta=5.0)
+  plain_uniform, _ = objectives.info_nce(anchors, anchors, ones, ones, 0.5)
+  # Negatives that are all equally far get equal weights: the loss is the plain one.
+  assert float(uniform) == pytest.approx(float(plain_uniform), rel=1e-5)
+
+
+def test_title_only_and_image_only_views_equal_the_masked_full_sequence():
+  config, model, params, batch = _setup()
+  full = model.apply({"params": params}, batch["text_tokens"], batch["text_mask"],
+                     batch["image"], jnp.zeros_like(batch["has_image"]),
+                     method=ItemModel.encode)["cls_state"]
+  title_only = model.apply({"params": params}, batch["text_tokens"], batch["text_mask"],
+                           None, jnp.zeros_like(batch["has_image"]),
+                           method=ItemModel.encode)["cls_state"]
+  np.testing.assert_allclose(np.asarray(title_only), np.asarray(full), atol=1e-5)
+  empty = objectives.remove_titles(batch["text_tokens"], batch["text_mask"])
+  masked = model.apply({"params": params}, empty["text_tokens"], empty["text_mask"],
+                       batch["image"], batch["has_image"], method=ItemModel.encode)["cls_state"]
+  short = model.apply({"params": params}, empty["text_tokens"][:, :2], empty["text_mask"][:, :2],
+                      batch["image"], batch["has_image"], method=ItemModel.encode)["cls_state"]
+  np.testing.assert_allclose(np.asarray(short), np.asarray(masked), atol=1e-5)
+
+
+def test_contrastive_objective_adds_its_loss_and_trains_the_projection():
+  config, model, params, batch = _setup(objectives="itm,mlm,mim,gmlm,gmim,contrastive")
+  fns = objectives.make_objective_fns(model, config)
+  (total, metrics), grads = jax.value_and_grad(fns.loss, has_aux=True)(
+      params, batch, jax.random.key(0))
+  assert float(metrics["contrastive_loss"]) > 0
+  assert 0.0 <= float(metrics["contrastive_accuracy"]) <= 1.0
+  item_only = sum(float(metrics[f"{name}_loss"]) for name in ("itm", "mlm", "mim", "gmlm",
+                                                              "gmim"))
+  assert float(total) == pytest.approx(item_only + float(metrics["contrastive_loss"]), rel=1e-5)
+  assert float(jnp.abs(grads["embedding_projection"]["kernel"]).max()) > 0
+  plain_config = _setup(objectives="itm,mlm,mim,gmlm,gmim")[0]  # They never read it.
+  _, plain_grads = jax.value_and_grad(
+      objectives.make_objective_fns(model, plain_config).loss, has_aux=True)(
+          params, batch, jax.random.key(0))
+  assert float(jnp.abs(plain_grads["embedding_projection"]["kernel"]).max()) == 0.0
+
+
+def test_shuffled_titles_keep_their_pieces_and_special_slots():
+  from item_jax import augment  # pylint: disable=g-import-not-at-top
+  _, _, _, batch = _setup()
+  tokens, mask = batch["text_tokens"], batch["text_mask"]
+  shuffled = np.asarray(augment.shuffle_title_pieces(jax.random.key(0), tokens, mask))
+  tokens = np.asarray(tokens)
+  np.testing.assert_array_equal(shuffled[:, 0], tokens[:, 0])            # [CLS] first.
+  np.testing.assert_array_equal(shuffled[np.asarray(mask) == 0], 0)       # Padding stays.
+  np.testing.assert_array_equal(np.sort(shuffled, axis=1), np.sort(tokens, axis=1))
+  assert (shuffled != tokens).any()
+
+
+def test_random_resized_crops_keep_shape_and_zoom_in():
+  from item_jax import augment  # pylint: disable=g-import-not-at-top
+  images = jnp.asarray(np.random.default_rng(0).uniform(-1, 1, (4, 16, 16, 3)), jnp.float32)
+  same = augment.random_resized_crops(jax.random.key(0), images, 1.0 - 1e-6)
+  assert same.shape == images.shape
+  flipped = np.asarray(images)[:, :, ::-1]
+  for row in range(4):   # Scale 1: the image itself, mirrored or not.
+    assert min(np.abs(np.asarray(same[row]) - np.asarray(images[row])).max(),
+               np.abs(np.asarray(same[row]) - flipped[row]).max()) < 1e-3
+  cropped = augment.random_resized_crops(jax.random.key(1), images, 0.5)
+  assert np.abs(np.asarray(cropped) - np.asarray(images)).max() > 0.1

@@ -457,6 +457,15 @@ def _size_stats(values: Sequence[int]) -> dict[str, float] | None:
           "max": int(max(values))}
 
 
+def _unigram_entropy(token_lists: Sequence[Sequence[int]]) -> float | None:
+  counts = collections.Counter(piece for pieces in token_lists for piece in pieces)
+  total = sum(counts.values())
+  if not total:
+    return None
+  frequencies = np.array(list(counts.values()), np.float64) / total
+  return round(float(-(frequencies * np.log(frequencies)).sum()), 4)
+
+
 def _dataset_info(*, num_input, kept, rejects, cleaned, split_files, num_groups, categories,
                   image_size, processor, requested_vocab_size, converter_args,
                   fingerprint) -> dict[str, Any]:
@@ -494,6 +503,11 @@ def _dataset_info(*, num_input, kept, rejects, cleaned, split_files, num_groups,
                           "cls": tokenizer.CLS_ID, "sep": tokenizer.SEP_ID,
                           "mask": tokenizer.MASK_ID},
           "first_word_piece_id": tokenizer.FIRST_WORD_PIECE_ID,
+          # The input-independent level of MLM: what predicting the train split's piece
+          # frequencies costs, in nats a masked piece. A model that learns reads its
+          # context and goes well below it.
+          "train_piece_unigram_entropy_nats": _unigram_entropy(tokenizer.encode_titles(
+              processor, [item.listing.title for item in kept if item.split == "train"])),
       },
       "rejects_file": REJECTS_FILE,
       "converter_args": converter_args,

@@ -37,6 +37,7 @@ _FEATURE_SPEC = {
     "category_index": tf.io.FixedLenFeature([], tf.int64),
 }
 _ID_FEATURE_SPEC = {"id": tf.io.FixedLenFeature([], tf.string)}
+_TITLE_FEATURE_SPEC = {"title": tf.io.FixedLenFeature([], tf.string)}
 
 _TFRECORD_LENGTH_BYTES = 8
 _TFRECORD_CRC_BYTES = 4
@@ -119,13 +120,15 @@ def make_host_dataset(data_dir: str, split: str, *, image_size: int, max_text_le
 
 
 def iterate_eval_batches(data_dir: str, split: str, *, image_size: int, max_text_len: int,
-                         batch_size: int, process_index: int = 0, process_count: int = 1
+                         batch_size: int, process_index: int = 0, process_count: int = 1,
+                         with_titles: bool = False
                          ) -> Iterator[tuple[dict[str, np.ndarray], list[str]]]:
   """Yields (batch of numpy arrays, ids of its valid rows) over one unshuffled pass.
 
   Every example of this host's part of the split appears exactly once; the last batch is
   padded to `batch_size` with rows whose `valid` is 0. Hosts may yield different numbers
-  of batches when the split does not divide evenly.
+  of batches when the split does not divide evenly. `with_titles` adds the cleaned title
+  text as `batch["title"]` (bytes, `b""` on padding rows) for the classical baselines.
   """
   _check_host(process_index, process_count)
   if batch_size < 1:
@@ -136,10 +139,20 @@ def iterate_eval_batches(data_dir: str, split: str, *, image_size: int, max_text
                            shuffle_buffer=0, seed=0, shard_examples=shard_examples,
                            process_index=process_index, process_count=process_count)
   batches = _parse_batches(records, batch_size, image_size, max_text_len,
-                           drop_remainder=False, with_ids=True)
+                           drop_remainder=False, with_ids=True, with_titles=with_titles)
   for batch in batches.with_options(_pipeline_options()).as_numpy_iterator():
     ids = [listing_id.decode("utf-8") for listing_id in batch.pop("id")]
     yield _pad_batch(batch, batch_size), ids
+
+
+def read_titles(data_dir: str, split: str, *, max_examples: int | None = None) -> list[str]:
+  """The split's cleaned titles in file order (empty strings included), nothing decoded."""
+  records = tf.data.TFRecordDataset(list_split_files(data_dir, split))
+  if max_examples:
+    records = records.take(max_examples)
+  titles = records.batch(1024).map(
+      lambda serialized: tf.io.parse_example(serialized, _TITLE_FEATURE_SPEC)["title"])
+  return [title.decode("utf-8") for batch in titles.as_numpy_iterator() for title in batch]
 
 
 def make_global_iterator(config, data_dir: str, mesh: jax.sharding.Mesh, batch_sharding,
@@ -275,8 +288,9 @@ def _epoch_records(files: list[str], epoch: tf.Tensor, *, shuffle: bool, shuffle
 
 def _parse_batches(records: tf.data.Dataset, batch_size: int, image_size: int,
                    max_text_len: int, *, drop_remainder: bool,
-                   with_ids: bool) -> tf.data.Dataset:
-  feature_spec = dict(_FEATURE_SPEC, **(_ID_FEATURE_SPEC if with_ids else {}))
+                   with_ids: bool, with_titles: bool = False) -> tf.data.Dataset:
+  feature_spec = dict(_FEATURE_SPEC, **(_ID_FEATURE_SPEC if with_ids else {}),
+                      **(_TITLE_FEATURE_SPEC if with_titles else {}))
 
   def parse_and_preprocess(serialized: tf.Tensor) -> dict[str, tf.Tensor]:
     features = tf.io.parse_example(serialized, feature_spec)
@@ -300,6 +314,8 @@ def _parse_batches(records: tf.data.Dataset, batch_size: int, image_size: int,
     }
     if with_ids:
       batch["id"] = features["id"]
+    if with_titles:
+      batch["title"] = features["title"]
     return batch
 
   batches = records.batch(batch_size, drop_remainder=drop_remainder)
@@ -363,8 +379,11 @@ def _pad_batch(batch: dict[str, np.ndarray], batch_size: int) -> dict[str, np.nd
   missing = batch_size - len(batch["valid"])
   if missing == 0:
     return batch
-  return {key: np.concatenate([value, np.zeros((missing,) + value.shape[1:], value.dtype)])
-          for key, value in batch.items()}
+  def padding(value):
+    if value.dtype == object:  # Strings (titles) pad with empty bytes.
+      return np.full((missing,) + value.shape[1:], b"", object)
+    return np.zeros((missing,) + value.shape[1:], value.dtype)
+  return {key: np.concatenate([value, padding(value)]) for key, value in batch.items()}
 
 
 def _check_batch_divides_mesh(global_batch_size: int, mesh: jax.sharding.Mesh,

@@ -8,6 +8,8 @@ comparison table reads (each holds the dict its function returns):
   retrieval_no_image    the same with every query's image removed
   linear_probe          `classification.linear_probe`
   knn                   `classification.knn_classify`
+  references            reference name -> a metrics dict of its own (untrained encoder,
+                        classical baselines); report.md shows them in one table
 
 Nested keys are shown flattened with dots ("retrieval.recall@1"); flat dotted dicts work
 as well.
@@ -48,7 +50,12 @@ def write_report(metrics: Mapping, out_dir, *, title: str) -> tuple[str, str]:
   with open(json_path, "w") as f:
     json.dump(plain, f, indent=2, sort_keys=True)
     f.write("\n")
-  lines = [f"# {title}", "", "| metric | value |", "|---|---|"]
+  lines = [f"# {title}", ""]
+  references = plain.pop("references", None)
+  if references:
+    lines += ["Beside the reference rows (same splits, same protocol):", "",
+              comparison_markdown({"trained": plain, **references}), ""]
+  lines += ["| metric | value |", "|---|---|"]
   lines += [f"| {name} | {format_value(value)} |"
             for name, value in flatten_metrics(plain).items()]
   with open(markdown_path, "w") as f:
@@ -56,18 +63,15 @@ def write_report(metrics: Mapping, out_dir, *, title: str) -> tuple[str, str]:
   return json_path, markdown_path
 
 
-def write_comparison_table(rows: Mapping[str, Mapping], path) -> str:
-  """Writes the ablation table (one row per model, COMPARISON_COLUMNS) as markdown.
+def comparison_markdown(rows: Mapping[str, Mapping]) -> str:
+  """The comparison table (one row per model, COMPARISON_COLUMNS) as markdown text.
 
   Args:
-    rows: model name -> its metrics dict (nested by section or flat with dotted keys).
-    path: the markdown file to write.
-
-  Returns:
-    path. A metric a model lacks reads "n/a".
+    rows: model name -> its metrics dict (nested by section or flat with dotted keys). A
+      metric a model lacks reads "n/a".
   """
   if not rows:
-    raise ValueError("write_comparison_table needs at least one model")
+    raise ValueError("a comparison table needs at least one model")
   headers = ["model"] + [header for header, _ in COMPARISON_COLUMNS]
   lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
   for model_name, metrics in rows.items():
@@ -75,11 +79,17 @@ def write_comparison_table(rows: Mapping[str, Mapping], path) -> str:
     cells = [model_name] + [format_value(flat.get(key, MISSING))
                             for _, key in COMPARISON_COLUMNS]
     lines.append("| " + " | ".join(cells) + " |")
+  return "\n".join(lines) + "\n"
+
+
+def write_comparison_table(rows: Mapping[str, Mapping], path) -> str:
+  """Writes `comparison_markdown(rows)` to `path` and returns the path."""
+  table = comparison_markdown(rows)
   directory = os.path.dirname(os.fspath(path))
   if directory:
     os.makedirs(directory, exist_ok=True)
   with open(path, "w") as f:
-    f.write("\n".join(lines) + "\n")
+    f.write(table)
   return path
 
 
