@@ -8,6 +8,10 @@ it to `STEP` only once every item and every host has finished (on object stores,
 `commit_success.txt` marks it), so a run killed mid-write leaves only a temporary directory:
 it is never listed, the next start deletes it (process 0, before anything else touches
 the directory), and the run resumes from the latest complete checkpoint.
+
+A write that fails (a full disk, a permission, a bucket that refuses) raises
+`CheckpointWriteError` from `save`, `wait` or `close`, naming the step, the error and the
+last complete checkpoint, which the failed write leaves untouched and restorable.
 """
 
 from typing import Any
@@ -19,6 +23,10 @@ from etils import epath
 from jax.experimental import multihost_utils
 
 UNFINISHED_SUFFIX = ".orbax-checkpoint-tmp"
+
+
+class CheckpointWriteError(RuntimeError):
+  """A checkpoint could not be written; the earlier complete ones are intact."""
 
 
 class Checkpointer:
@@ -33,6 +41,8 @@ class Checkpointer:
         enable_async_checkpointing=async_save, create=True)
     self._manager = ocp.CheckpointManager(self.directory, options=options,
                                           item_names=("state", "data"))
+    self._last_saved_step: int | None = None
+    self._failed = False
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
@@ -60,13 +70,46 @@ class Checkpointer:
 
   def save(self, step: int, state: Any, data_position: dict, *, force: bool = False) -> bool:
     """Saves if `step` is on the save interval (or `force`); returns whether it saved."""
-    saved = self._manager.save(
-        step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
-                                      data=ocp.args.JsonSave(data_position)),
-        force=force)
+    try:
+      saved = self._manager.save(
+          step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                        data=ocp.args.JsonSave(data_position)),
+          force=force)
+    except Exception as error:  # pylint: disable=broad-except
+      # An earlier asynchronous write can surface here too; the completed steps on disk
+      # (named in the message) say which survived.
+      raise self._write_failed(step, error) from error
     if saved:
+      self._last_saved_step = step
       logging.info("Checkpoint: saving step %d to %s", step, self.directory)
     return saved
+
+  def complete_steps(self) -> list[int]:
+    """Steps whose checkpoint directory was fully written (read from the directory)."""
+    if not self.directory.exists():
+      return []
+    return sorted(int(path.name) for path in self.directory.iterdir()
+                  if path.name.isdigit() and path.is_dir())
+
+  def _pending_or(self, step: int) -> int:
+    return self._last_saved_step if self._last_saved_step is not None else step
+
+  def _write_failed(self, step: int, error: Exception) -> CheckpointWriteError:
+    self._failed = True
+    try:  # Let a write still in flight finish, so that the message names it if it did.
+      self._manager.wait_until_finished()
+    except Exception:  # pylint: disable=broad-except
+      pass
+    complete = [s for s in self.complete_steps() if s != step]
+    if complete:
+      last = (f"The last complete checkpoint, step {complete[-1]}, is intact: a rerun resumes "
+              "from it once the directory can be written again (free space, permissions, "
+              "bucket access).")
+    else:
+      last = "No complete checkpoint exists yet: a rerun starts from step 0."
+    return CheckpointWriteError(
+        f"Checkpoint: writing step {step} to {self.directory} failed "
+        f"({type(error).__name__}: {error}). Training stopped. {last}")
 
   def restore(self, abstract_state: Any, step: int | None = None) -> tuple[Any, dict]:
     """Restores (state, data_position) of `step` (default: latest) onto the given shardings."""
@@ -81,9 +124,21 @@ class Checkpointer:
 
   def wait(self) -> None:
     """Blocks until any asynchronous save has been written."""
-    self._manager.wait_until_finished()
+    try:
+      self._manager.wait_until_finished()
+    except Exception as error:  # pylint: disable=broad-except
+      raise self._write_failed(self._pending_or(-1), error) from error
 
   def close(self) -> None:
-    self._manager.wait_until_finished()
-    self._manager.close()
+    """Waits for the last save and releases the manager (after a failed write, only the
+    latter: the failure has been raised already)."""
+    try:
+      if not self._failed:
+        self.wait()
+    finally:
+      try:
+        self._manager.close()
+      except Exception:  # pylint: disable=broad-except
+        if not self._failed:
+          raise
 

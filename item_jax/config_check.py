@@ -99,6 +99,9 @@ def check_config(config) -> None:
            f"must be a whole number >= 0 (0: one stream per process), got {num_streams!r}")
   _require(num_streams == 0 or config.global_batch_size % num_streams == 0, "data.num_streams",
            f"{num_streams} streams do not divide global_batch_size {config.global_batch_size}")
+  on_corrupt = config.data.get("on_corrupt_record", "stop")
+  _require(on_corrupt in ("stop", "skip"), "data.on_corrupt_record",
+           f"must be 'stop' or 'skip', got {on_corrupt!r}")
   for axis in ("data", "fsdp", "tensor"):
     _require(axis in config.mesh, f"mesh.{axis}", "missing mesh axis")
     _require(config.mesh[axis] == -1 or config.mesh[axis] > 0, f"mesh.{axis}",

@@ -15,7 +15,10 @@ On the converter's splits (product groups never cross splits):
     encoder untrained (step 0), title TF-IDF, a colour histogram and the two concatenated
     (`item_jax/evaluation/baselines.py`).
 Writes metrics.json, report.md and PNG plots to --out. `make_validation_evaluator` is the
-same retrieval on the validation split, run periodically by the trainer.
+same retrieval on the validation split, run periodically by the trainer; in a job of many
+processes (a pod) every process reads the same validation batches, embeds the rows of its
+own devices (`make_sharded_embed_fn`), receives all rows back, and the figures equal a
+single process's.
 """
 
 import json
@@ -26,7 +29,7 @@ import jax
 import numpy as np
 from absl import app, flags, logging
 
-from item_jax import logging_setup, objectives, train_step
+from item_jax import logging_setup, objectives, sharding, train_step
 from item_jax.data import convert, input_pipeline
 from item_jax.evaluation import baselines, classification, plots, report, retrieval
 from item_jax.model import ItemModel, model_from_config
@@ -57,6 +60,38 @@ def make_embed_fn(model_config) -> Callable:
     return model.apply({"params": params}, batch["text_tokens"], batch["text_mask"],
                        batch["image"], batch["has_image"], method=ItemModel.embed)
   return embed
+
+
+def make_sharded_embed_fn(model_config, mesh: jax.sharding.Mesh) -> Callable:
+  """(params on `mesh`, host batch) -> host embeddings, the batch's rows split over the mesh.
+
+  For jobs of many processes: every process passes the same host batch; each computes the
+  rows of its own devices (batch over data x fsdp, as in training) and every process gets
+  all rows back (replicated output). Rows are padded to a multiple of the data-parallel size.
+  """
+  model = model_from_config(model_config)
+  rows = sharding.batch_sharding(mesh)
+  parallel = sharding.data_parallel_size(mesh)
+
+  @jax.jit
+  def embed(params, batch):
+    embeddings = model.apply({"params": params}, batch["text_tokens"], batch["text_mask"],
+                             batch["image"], batch["has_image"], method=ItemModel.embed)
+    return jax.lax.with_sharding_constraint(
+        embeddings, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
+
+  def embed_host_batch(params, batch):
+    num_rows = len(batch["text_tokens"])
+    padding = -num_rows % parallel
+
+    def global_array(value):
+      value = np.asarray(value)
+      if padding:
+        value = np.concatenate([value, np.zeros((padding,) + value.shape[1:], value.dtype)])
+      return jax.make_array_from_callback(value.shape, rows, lambda index: value[index])
+    return np.asarray(embed(params, {key: global_array(value)
+                                     for key, value in batch.items()}))[:num_rows]
+  return embed_host_batch
 
 
 def remove_modality(batch: dict, removal: str | None) -> dict:
@@ -253,7 +288,10 @@ def make_validation_evaluator(config, data_dir: str, *, with_references: bool = 
   `references.NAME.retrieval.recall@1` (and the other flat retrieval keys), so that the
   run's metrics.jsonl holds the curve and what it is to be compared with.
   """
-  embed_fn = make_embed_fn(config.model)
+  if jax.process_count() > 1:
+    embed_fn = make_sharded_embed_fn(config.model, sharding.make_mesh(config.mesh))
+  else:
+    embed_fn = make_embed_fn(config.model)
   pending_references = [with_references]
 
   def flat_retrieval(split):

@@ -9,7 +9,6 @@ Multi-host: `jax.distributed` is initialised from the TPU / SLURM environment, o
 
 import json
 
-import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
@@ -32,11 +31,8 @@ def main(argv):
   distributed.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   config = _CONFIG.value
   evaluate_fn = None
-  if config.data.dir and jax.process_count() == 1:
+  if config.data.dir:  # Every process takes part in validation (`item_jax/evaluate.py`).
     evaluate_fn = evaluate.make_validation_evaluator(config, config.data.dir)
-  elif config.eval_every_steps:
-    logging.warning("Periodic validation runs in single-process jobs only; use "
-                    "python -m item_jax.evaluate on the checkpoints of this multi-host run.")
   metrics = trainer.train_and_evaluate(config, _WORKDIR.value, evaluate_fn=evaluate_fn)
   logging.info("Done: %s", json.dumps(metrics))
 

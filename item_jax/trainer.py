@@ -22,7 +22,7 @@ from jax._src import distributed as jax_distributed
 from jax.experimental import multihost_utils
 
 from item_jax import checkpoint, config_check, sharding, train_step
-from item_jax.data import convert, input_pipeline
+from item_jax.data import convert, input_pipeline, shard_integrity
 from item_jax.metrics_logger import MetricsLogger
 from item_jax.model import model_from_config
 
@@ -171,6 +171,8 @@ def _train(config, workdir: str, evaluate_fn: Callable | None, stop_at_step: int
                                    "`python -m item_jax.convert`)")
   dataset_info = convert.load_dataset_info(config.data.dir)
   config_check.check_config_against_data(config, dataset_info)
+  train_files = input_pipeline.list_split_files(config.data.dir, "train")
+  record_limits, records_left_out = _check_train_shards(config, dataset_info, train_files)
   logging.info("Mesh %s over %d devices (%d processes); data %s: %s train examples",
                dict(mesh.shape), jax.device_count(), jax.process_count(), config.data.dir,
                dataset_info["splits"]["train"]["num_examples"])
@@ -213,8 +215,14 @@ def _train(config, workdir: str, evaluate_fn: Callable | None, stop_at_step: int
 
   batches = input_pipeline.make_global_iterator(
       config, config.data.dir, mesh, setup.batch_sharding, start_step=start_step,
-      num_streams=num_streams)
+      num_streams=num_streams, record_limits=record_limits)
   logger = MetricsLogger(workdir, config.total_steps)
+  if config.data.get("on_corrupt_record", "stop") == "skip":
+    logger.prefix = "data"
+    logger.log(start_step, {"corrupt_records_left_out": float(sum(records_left_out.values())),
+                            **{f"corrupt_records_left_out.{name}": float(count)
+                               for name, count in records_left_out.items()}}, console=False)
+    logger.prefix = "train"
   nonfinite = _NonFiniteGuard(stop=config.stop_on_nonfinite)
   flops = flops_per_example(config.model)
 
@@ -234,7 +242,8 @@ def _train(config, workdir: str, evaluate_fn: Callable | None, stop_at_step: int
   step = start_step
   try:
     while step < config.total_steps:
-      state, device_metrics = step_fn(state, next(batches))
+      state, device_metrics = step_fn(state, _next_batch(batches, config.data.dir,
+                                                          train_files, checkpointer))
       step += 1
       window_steps += 1
       nonfinite.push(step, device_metrics)
@@ -251,6 +260,8 @@ def _train(config, workdir: str, evaluate_fn: Callable | None, stop_at_step: int
             step_ms=1000.0 * elapsed / window_steps,
             eta_s=(config.total_steps - step) * elapsed / window_steps,
             skipped_steps=nonfinite.skipped_steps)
+        if records_left_out:
+          last_metrics["corrupt_records_left_out"] = float(sum(records_left_out.values()))
         last_metrics["tflops_per_device"] = (
             last_metrics["examples_per_s"] * flops / 1e12 / jax.device_count())
         logger.log(step, last_metrics)
@@ -274,6 +285,43 @@ def _train(config, workdir: str, evaluate_fn: Callable | None, stop_at_step: int
     logger.close()
   last_metrics["step"] = step
   return last_metrics
+
+
+def _check_train_shards(config, dataset_info: dict, train_files: list[str]
+                        ) -> tuple[dict[str, int], dict[str, int]]:
+  """Start-up shard checks; returns `readable_prefixes`' (limits, left-out counts).
+
+  "stop" (default): a stat per shard against dataset_info.json, refusing a size mismatch.
+  "skip": every train shard is read once (framing and CRCs), and broken ones are read only
+  up to their first bad record from then on.
+  """
+  data_dir = config.data.dir
+  if config.data.get("on_corrupt_record", "stop") == "skip":
+    limits, left_out = shard_integrity.readable_prefixes(data_dir, dataset_info, "train",
+                                                         train_files)
+    for path, readable in limits.items():
+      logging.warning("Corrupt shard %s: its first %d records are read, %d left out "
+                      "(config.data.on_corrupt_record='skip').", path, readable,
+                      left_out[os.path.basename(path)])
+    logging.info("Shard check (skip mode): %d train shards read, %d broken, %d records left "
+                 "out.", len(train_files), len(left_out), sum(left_out.values()))
+    return limits, left_out
+  if not shard_integrity.check_shard_sizes(data_dir, dataset_info, "train", train_files):
+    logging.warning("%s predates per-shard sizes in dataset_info.json: shard sizes are not "
+                    "checked (re-convert to get them).", data_dir)
+  return {}, {}
+
+
+def _next_batch(batches, data_dir: str, train_files: list[str],
+                checkpointer: checkpoint.Checkpointer):
+  """The next batch; a record that fails to read stops the run naming the broken shard."""
+  try:
+    return next(batches)
+  except Exception as error:  # pylint: disable=broad-except
+    if shard_integrity.is_record_read_error(error):
+      raise shard_integrity.corrupt_record_error(
+          error, data_dir, train_files, checkpointer.latest_step()) from error
+    raise
 
 
 def _check_data_position(config, position: dict, step: int) -> None:

@@ -12,7 +12,7 @@ Usage: bash launch/local.sh [--dry-run] COMMAND [ARGS...]
 
 Commands:
   demo [ARGS]   python -m item_jax.main_job --workdir runs/demo ARGS
-                (default catalog -> shards -> tiny training -> evaluation)
+                (default catalog -> shards -> configs/demo.py training -> evaluation)
   test [ARGS]   python -m pytest tests -q ARGS
   train ARGS    python -m item_jax.train ARGS, e.g.
                 train --config configs/tiny.py:runlocal --workdir runs/tiny \

@@ -12,6 +12,7 @@ import sys
 import time
 
 import jax
+import pytest
 import numpy as np
 
 from conftest import small_config
@@ -81,6 +82,7 @@ def _small_state(value: float):
   return {"step": np.array(value, np.int32), "weights": np.full((64, 64), value, np.float32)}
 
 
+@pytest.mark.faults
 def test_unfinished_writes_are_ignored_and_deleted(tmp_path):
   checkpointer = _checkpointer(tmp_path, async_save=False)
   for step in (2, 4):
@@ -119,6 +121,7 @@ time.sleep(600)
 """
 
 
+@pytest.mark.faults
 def test_kill_during_an_async_save_resumes_from_a_complete_checkpoint(tmp_path):
   directory, marker = tmp_path / "checkpoints", tmp_path / "marker"
   log_path = tmp_path / "saver.log"
@@ -152,3 +155,40 @@ def test_kill_during_an_async_save_resumes_from_a_complete_checkpoint(tmp_path):
   assert int(restored["step"]) == latest
   assert float(restored["weights"].min()) == float(restored["weights"].max()) == latest
 
+
+
+@pytest.mark.faults
+def test_a_failed_save_stops_the_run_and_leaves_the_last_checkpoint_restorable(
+    catalog_shards, tmp_path, monkeypatch):
+  import errno  # pylint: disable=g-import-not-at-top
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+
+  original_save = ocp.CheckpointManager.save
+
+  def disk_full_from_step_6(self, step, *args, **kwargs):
+    if step >= 6:  # What the storage layer raises when the disk fills up.
+      raise OSError(errno.ENOSPC, "No space left on device")
+    return original_save(self, step, *args, **kwargs)
+
+  monkeypatch.setattr(ocp.CheckpointManager, "save", disk_full_from_step_6)
+  config = small_config(total_steps=10, checkpoint_every_steps=2,
+                        **{"data.dir": catalog_shards})
+  workdir = str(tmp_path / "run")
+  with pytest.raises(checkpoint.CheckpointWriteError) as raised:
+    trainer.train_and_evaluate(config, workdir)
+  message = str(raised.value)
+  assert "writing step 6" in message and "No space left on device" in message
+  assert "last complete checkpoint, step 4, is intact" in message
+
+  monkeypatch.setattr(ocp.CheckpointManager, "save", original_save)
+  checkpointer = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"),
+                                         save_every_steps=2, keep=3)
+  assert checkpointer.latest_step() == 4
+  setup = train_step.build_train_setup(model_from_config(config.model), config,
+                                       sharding.make_mesh(config.mesh))
+  state, position = checkpointer.restore(setup.abstract_state)
+  checkpointer.close()
+  assert int(state["step"]) == 4 and position["next_batch"] == 4
+  assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(state["params"]))
+  # With the disk writable again, the rerun resumes there and finishes.
+  assert trainer.train_and_evaluate(config, workdir)["step"] == 10

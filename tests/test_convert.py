@@ -339,10 +339,12 @@ def test_shards_roll_at_the_target_size(tmp_path):
   files = info["splits"]["train"]["files"]
   assert len(files) > 3
   assert files == [f"train-{k:05d}-of-{len(files):05d}.tfrecord" for k in range(len(files))]
-  assert info["splits"]["validation"] == {"num_examples": 0, "num_groups": 0, "files": []}
+  assert info["splits"]["validation"] == {"num_examples": 0, "num_groups": 0, "files": [],
+                                          "shards": []}
   counts = [sum(1 for _ in tf.data.TFRecordDataset(str(tmp_path / "out" / name)))
             for name in files]
   assert sum(counts) == 30 and min(counts) >= 1
+  assert [shard["records"] for shard in info["splits"]["train"]["shards"]] == counts
 
 
 def test_split_assignment_is_seeded_and_follows_the_fractions():

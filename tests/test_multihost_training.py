@@ -1,4 +1,4 @@
-"""Two training processes x 4 CPU devices train exactly like one process x 8 devices.
+"""Two training processes x 4 CPU devices train (and validate) like one process x 8 devices.
 
 The data order is a function of (seed, config.data.num_streams), not of the process count,
 so `python -m item_jax.train` run as a two-process job (gloo on 127.0.0.1) and an in-process
@@ -17,7 +17,7 @@ import numpy as np
 
 import subprocess_utils
 from conftest import small_config
-from item_jax import checkpoint, sharding, train_step, trainer
+from item_jax import checkpoint, evaluate, sharding, train_step, trainer
 from item_jax.model import model_from_config
 from subprocess_utils import free_port
 
@@ -79,13 +79,13 @@ def run_to_completion(processes, log_paths, timeout: float = PROCESS_TIMEOUT_SEC
   assert codes == [0] * len(processes), process_report(processes, log_paths)
 
 
-def train_records(workdir: pathlib.Path) -> list[dict]:
-  """The training lines of `metrics.jsonl`, in the order they were written."""
+def train_records(workdir: pathlib.Path, split: str = "train") -> list[dict]:
+  """The `split` lines of `metrics.jsonl`, in the order they were written."""
   path = workdir / "metrics.jsonl"
   if not path.exists():
     return []
   lines = path.read_text(encoding="utf-8").splitlines()
-  return [record for record in map(json.loads, lines) if record["split"] == "train"]
+  return [record for record in map(json.loads, lines) if record["split"] == split]
 
 
 def restore_params(config, workdir: pathlib.Path, step: int | None = None):
@@ -105,7 +105,9 @@ def test_two_processes_train_like_one(catalog_shards, tmp_path):
   config = small_config(total_steps=5, checkpoint_every_steps=5,
                         **{"data.dir": catalog_shards, "data.num_streams": 2})
   one_process = tmp_path / "one_process"
-  trainer.train_and_evaluate(config, str(one_process))
+  trainer.train_and_evaluate(
+      config, str(one_process),
+      evaluate_fn=evaluate.make_validation_evaluator(config, catalog_shards))
 
   two_processes = tmp_path / "two_processes"
   config_path = write_config_file(tmp_path, config)
@@ -126,3 +128,11 @@ def test_two_processes_train_like_one(catalog_shards, tmp_path):
       np.testing.assert_allclose(got[key], want[key], rtol=1e-5, err_msg=(got["step"], key))
   jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6),
                restore_params(config, two_processes), restore_params(config, one_process))
+  # Validation at the last step: each process embedded its devices' rows of every batch.
+  expected, actual = (train_records(one_process, "validation"),
+                      train_records(two_processes, "validation"))
+  assert [record["step"] for record in actual] == [5], actual
+  keys = [key for key in expected[0] if key.startswith(("retrieval", "references."))]
+  assert "retrieval.recall@1" in keys and "references.title_tfidf.retrieval.recall@1" in keys
+  for key in keys:
+    np.testing.assert_allclose(actual[0][key], expected[0][key], atol=1e-6, err_msg=key)

@@ -56,6 +56,7 @@ def _latest_step(workdir):
     checkpointer.close()
 
 
+@pytest.mark.faults
 def test_sigterm_saves_the_current_step_and_the_rerun_resumes(catalog_shards, tmp_path):
   config = small_config(total_steps=500, checkpoint_every_steps=400,
                         **{"data.dir": catalog_shards})
@@ -79,6 +80,7 @@ def test_sigterm_saves_the_current_step_and_the_rerun_resumes(catalog_shards, tm
   assert steps == list(range(1, stopped_at + 3))  # Continued, nothing repeated.
 
 
+@pytest.mark.faults
 def test_kill_9_at_a_random_step_resumes_to_the_unbroken_result(catalog_shards, tmp_path):
   config = small_config(total_steps=24, checkpoint_every_steps=4,
                         **{"data.dir": catalog_shards})
@@ -141,6 +143,7 @@ def _poison_step(monkeypatch, poisoned_step: int) -> None:
   monkeypatch.setattr(input_pipeline, "make_global_iterator", poisoned)
 
 
+@pytest.mark.faults
 def test_nonfinite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(
     catalog_shards, tmp_path, monkeypatch):
   _poison_step(monkeypatch, poisoned_step=5)

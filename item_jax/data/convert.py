@@ -41,6 +41,7 @@ import tqdm
 
 from item_jax.data import image_io
 from item_jax.data import manifest
+from item_jax.data import shard_integrity
 from item_jax.data import tokenizer
 
 SPLITS = ("train", "validation", "test")
@@ -119,13 +120,15 @@ def convert_catalog(manifest_path: str, out_dir: str, *, image_size: int = 256,
                                  vocab_size, seed)
     group_indices = _sorted_index({group_key(item.listing) for item in kept})
     categories = sorted({item.listing.category for item in kept if item.listing.category})
-    split_files = _write_all_shards(kept, spool_path, staging_dir, processor, group_indices,
+    split_shards = _write_all_shards(kept, spool_path, staging_dir, processor, group_indices,
                                     _sorted_index(categories), shard_size_mb, show_progress)
+    split_files = {split: [shard["file"] for shard in shards]
+                   for split, shards in split_shards.items()}
     os.remove(spool_path)
     _write_rejects(rejects, os.path.join(staging_dir, REJECTS_FILE))
     info = _dataset_info(
         num_input=num_input, kept=kept, rejects=rejects, cleaned=cleaned,
-        split_files=split_files, num_groups=len(group_indices), categories=categories,
+        split_shards=split_shards, num_groups=len(group_indices), categories=categories,
         image_size=image_size, processor=processor, requested_vocab_size=vocab_size,
         converter_args=converter_args, fingerprint=_fingerprint(staging_dir, split_files))
     _write_json(info, os.path.join(staging_dir, DATASET_INFO_FILE))
@@ -356,8 +359,9 @@ def _train_tokenizer(kept: Sequence[_KeptListing], model_path: str, vocab_size: 
 def _write_all_shards(kept: Sequence[_KeptListing], spool_path: str, staging_dir: str,
                       processor, group_indices: dict[str, int],
                       category_indices: dict[str, int], shard_size_mb: float,
-                      show_progress: bool) -> dict[str, list[str]]:
-  """Writes every split's shards; returns split -> file names."""
+                      show_progress: bool) -> dict[str, list[dict[str, Any]]]:
+  """Writes every split's shards; returns split -> the shards' records (name, bytes,
+  record count, SHA-256: `shard_integrity.describe_shard`)."""
   import tensorflow as tf  # Deferred: only writing shards needs it.
 
   split_files = {}
@@ -380,7 +384,9 @@ def _write_all_shards(kept: Sequence[_KeptListing], spool_path: str, staging_dir
                 item.listing, jpeg, item_tokens, group_indices[group_key(item.listing)],
                 category_indices.get(item.listing.category, -1)))
             progress.update(1)
-      split_files[split] = names
+      split_files[split] = [
+          shard_integrity.describe_shard(os.path.join(staging_dir, name), int(stop - start))
+          for name, start, stop in zip(names, bounds[:-1], bounds[1:])]
   return split_files
 
 
@@ -466,7 +472,7 @@ def _unigram_entropy(token_lists: Sequence[Sequence[int]]) -> float | None:
   return round(float(-(frequencies * np.log(frequencies)).sum()), 4)
 
 
-def _dataset_info(*, num_input, kept, rejects, cleaned, split_files, num_groups, categories,
+def _dataset_info(*, num_input, kept, rejects, cleaned, split_shards, num_groups, categories,
                   image_size, processor, requested_vocab_size, converter_args,
                   fingerprint) -> dict[str, Any]:
   by_reason = collections.Counter(reject.reason for reject in rejects)
@@ -477,7 +483,8 @@ def _dataset_info(*, num_input, kept, rejects, cleaned, split_files, num_groups,
     splits[split] = {
         "num_examples": len(items),
         "num_groups": len({group_key(item.listing) for item in items}),
-        "files": split_files[split],
+        "files": [shard["file"] for shard in split_shards[split]],
+        "shards": split_shards[split],
     }
   return {
       "format_version": FORMAT_VERSION,

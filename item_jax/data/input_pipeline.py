@@ -62,7 +62,8 @@ def list_split_files(data_dir: str, split: str) -> list[str]:
 def make_host_dataset(data_dir: str, split: str, *, image_size: int, max_text_len: int,
                       host_batch_size: int, process_index: int, process_count: int,
                       shuffle_buffer: int, seed: int, repeat: bool = True,
-                      start_batch: int = 0, drop_remainder: bool = True) -> tf.data.Dataset:
+                      start_batch: int = 0, drop_remainder: bool = True,
+                      record_limits: dict[str, int] | None = None) -> tf.data.Dataset:
   """Returns one part (a host's, or a training stream's) of the split as batch dicts.
 
   In training, `process_index` / `process_count` name a stream among
@@ -92,6 +93,8 @@ def make_host_dataset(data_dir: str, split: str, *, image_size: int, max_text_le
     repeat: cycle through epochs without end (each with its own shuffle).
     start_batch: index of the first batch to yield.
     drop_remainder: drop a final partial batch (only reachable with `repeat=False`).
+    record_limits: shard path -> how many of its first records to read (the readable
+      prefix of a damaged shard, `shard_integrity.readable_prefixes`); others are read whole.
 
   Returns:
     Dataset of dicts with the keys of `BATCH_KEYS`: `image` float32 [B, S, S, 3], the others
@@ -104,15 +107,18 @@ def make_host_dataset(data_dir: str, split: str, *, image_size: int, max_text_le
     raise ValueError(f"start_batch must be >= 0, got {start_batch}")
   files = list_split_files(data_dir, split)
   host_files, shard_examples = _host_files(files, process_index, process_count)
+  record_limits = {path: limit for path, limit in (record_limits or {}).items()
+                   if path in host_files}
   first_epoch, skip_in_epoch = _resume_position(
       host_files, shard_examples, process_index, process_count,
-      start_batch * host_batch_size, repeat)
+      start_batch * host_batch_size, repeat, record_limits)
   epochs = tf.data.Dataset.range(first_epoch, _NO_END if repeat else first_epoch + 1)
   shuffle = shuffle_buffer > 1
+  open_file = _file_opener(record_limits)
   records = epochs.flat_map(lambda epoch: _epoch_records(
       host_files, epoch, shuffle=shuffle, shuffle_buffer=shuffle_buffer, seed=seed,
       shard_examples=shard_examples, process_index=process_index,
-      process_count=process_count))
+      process_count=process_count, open_file=open_file))
   records = records.skip(skip_in_epoch)
   batches = _parse_batches(records, host_batch_size, image_size, max_text_len,
                            drop_remainder=drop_remainder, with_ids=False)
@@ -157,7 +163,8 @@ def read_titles(data_dir: str, split: str, *, max_examples: int | None = None) -
 
 def make_global_iterator(config, data_dir: str, mesh: jax.sharding.Mesh, batch_sharding,
                          *, split: str = "train", start_step: int = 0,
-                         num_streams: int | None = None) -> "_PrefetchIterator":
+                         num_streams: int | None = None,
+                         record_limits: dict[str, int] | None = None) -> "_PrefetchIterator":
   """Yields training batches as global `jax.Array`s, `config.data.prefetch_batches` ahead.
 
   The split is read as `num_streams` streams of `global_batch_size // num_streams` examples
@@ -176,6 +183,7 @@ def make_global_iterator(config, data_dir: str, mesh: jax.sharding.Mesh, batch_s
     start_step: the first step's batch index.
     num_streams: overrides `resolve_num_streams(config)` (a resumed run keeps the stream
       count of its checkpoint).
+    record_limits: see `make_host_dataset`.
   """
   global_batch_size = config.global_batch_size
   num_streams = resolve_num_streams(config) if num_streams is None else num_streams
@@ -187,7 +195,7 @@ def make_global_iterator(config, data_dir: str, mesh: jax.sharding.Mesh, batch_s
       max_text_len=config.model.max_text_len, host_batch_size=stream_batch_size,
       process_index=stream, process_count=num_streams,
       shuffle_buffer=config.data.shuffle_buffer, seed=config.seed, repeat=True,
-      start_batch=start_step) for stream in streams]
+      start_batch=start_step, record_limits=record_limits) for stream in streams]
   to_global = lambda batch: _to_global_arrays(batch, batch_sharding, global_batch_size)
   host_batches = _concatenate_streams(datasets).as_numpy_iterator()
   return _PrefetchIterator(host_batches, to_global, config.data.prefetch_batches)
@@ -264,9 +272,19 @@ def _host_files(files: list[str], process_index: int, process_count: int
   return files, True
 
 
+def _file_opener(record_limits: dict[str, int]):
+  """path tensor -> its records: whole, or the first `record_limits[path]`."""
+  if not record_limits:
+    return tf.data.TFRecordDataset
+  table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+      tf.constant(list(record_limits)), tf.constant(list(record_limits.values()), tf.int64)),
+      default_value=-1)  # take(-1): every record.
+  return lambda path: tf.data.TFRecordDataset(path).take(table.lookup(path))
+
+
 def _epoch_records(files: list[str], epoch: tf.Tensor, *, shuffle: bool, shuffle_buffer: int,
                    seed: int, shard_examples: bool, process_index: int,
-                   process_count: int) -> tf.data.Dataset:
+                   process_count: int, open_file=tf.data.TFRecordDataset) -> tf.data.Dataset:
   """Serialized records of one epoch of this host, in an order fixed by (seed, epoch)."""
   paths = tf.constant(files)
   if shuffle:
@@ -274,7 +292,7 @@ def _epoch_records(files: list[str], epoch: tf.Tensor, *, shuffle: bool, shuffle
     paths = tf.random.experimental.stateless_shuffle(
         paths, seed=tf.stack([tf.constant(seed, tf.int64), epoch]))
   records = tf.data.Dataset.from_tensor_slices(paths).interleave(
-      tf.data.TFRecordDataset, cycle_length=min(len(files), _MAX_CYCLE_LENGTH),
+      open_file, cycle_length=min(len(files), _MAX_CYCLE_LENGTH),
       block_length=1, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
   if shard_examples:
     records = records.shard(process_count, process_index)
@@ -344,11 +362,13 @@ def _pipeline_options() -> tf.data.Options:
 
 def _resume_position(host_files: list[str], shard_examples: bool, process_index: int,
                      process_count: int, examples_to_skip: int,
-                     repeat: bool) -> tuple[int, int]:
+                     repeat: bool, record_limits: dict[str, int]) -> tuple[int, int]:
   """Returns (first epoch, records to skip inside it) for skipping `examples_to_skip`."""
   if examples_to_skip == 0 or not repeat:
     return 0, examples_to_skip
-  examples_per_epoch = _count_records(host_files)
+  examples_per_epoch = (
+      sum(record_limits[path] for path in host_files if path in record_limits)
+      + _count_records([path for path in host_files if path not in record_limits]))
   if shard_examples:
     examples_per_epoch = len(range(process_index, examples_per_epoch, process_count))
   if examples_per_epoch == 0:

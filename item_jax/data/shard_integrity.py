@@ -1,0 +1,200 @@
+"""Shard integrity: what the converter records about each shard, and the checks against it.
+
+The converter records every shard's size, record count and SHA-256 in
+`dataset_info.json` (`splits.SPLIT.shards`). Three checks use them:
+  * `check_shard_sizes` (cheap, a stat per file): the trainer refuses to start when a
+    shard's size differs from the recorded one (a truncated or partial copy), naming it;
+  * `scan_shard` / `verify_data_dir` (reads every record, checking TFRecord framing and
+    CRCs, several shards at once): `python -m item_jax.verify --data_dir DIR` lists the
+    broken shards with the first bad offset;
+  * `CorruptShardError`: a record that fails to read during training stops the run with
+    the broken files, their offsets and the last good checkpoint.
+"""
+
+import concurrent.futures
+import dataclasses
+import hashlib
+import os
+import re
+from typing import Any, Sequence
+
+from etils import epath
+
+SPLITS = ("train", "validation", "test")
+_OFFSET_PATTERN = re.compile(r"(?:corrupted|truncated) record at (\d+)")
+
+
+class CorruptShardError(RuntimeError):
+  """A shard is damaged: its size, framing, CRC or content is not what was written."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardReport:
+  """What reading one shard found."""
+  file: str
+  records: int              # Records read before the end or the first error.
+  bytes: int
+  error: str | None = None  # TensorFlow's message, or a mismatch with dataset_info.json.
+  bad_offset: int | None = None
+
+  @property
+  def ok(self) -> bool:
+    return self.error is None
+
+  def describe(self) -> str:
+    if self.ok:
+      return f"{self.file}: ok, {self.records} records, {self.bytes} bytes"
+    offset = f" at byte {self.bad_offset}" if self.bad_offset is not None else ""
+    return f"{self.file}: BROKEN{offset} ({self.error}); {self.records} records readable before it"
+
+
+def describe_shard(path: str, num_records: int) -> dict[str, Any]:
+  """The converter's record of a shard it has just written."""
+  digest = hashlib.sha256()
+  with open(path, "rb") as shard:
+    for block in iter(lambda: shard.read(1 << 20), b""):
+      digest.update(block)
+  return {"file": os.path.basename(path), "bytes": os.path.getsize(path),
+          "records": num_records, "sha256": digest.hexdigest()}
+
+
+def recorded_shards(dataset_info: dict, split: str) -> list[dict[str, Any]] | None:
+  """The converter's per-shard records of `split`, or None for data converted before them."""
+  return dataset_info["splits"][split].get("shards")
+
+
+def check_shard_sizes(data_dir: str, dataset_info: dict, split: str,
+                      files: Sequence[str] | None = None) -> int:
+  """Raises CorruptShardError naming every shard whose size is not the recorded one.
+
+  `files` (names or paths) limits the check to the shards this host reads; returns how
+  many shards were checked (0 when the data predates per-shard records).
+  """
+  records = recorded_shards(dataset_info, split)
+  if records is None:
+    return 0
+  wanted = None if files is None else {os.path.basename(str(name)) for name in files}
+  problems, checked = [], 0
+  for record in records:
+    if wanted is not None and record["file"] not in wanted:
+      continue
+    path = epath.Path(data_dir) / record["file"]
+    checked += 1
+    if not path.exists():
+      problems.append(f"{path}: missing (dataset_info.json lists {record['bytes']} bytes)")
+      continue
+    size = path.stat().length
+    if size != record["bytes"]:
+      problems.append(f"{path}: {size} bytes, dataset_info.json records {record['bytes']}")
+  if problems:
+    raise CorruptShardError(
+        f"{len(problems)} {split} shard(s) of {data_dir} differ from what the converter "
+        "wrote (a truncated or partial copy?):\n  " + "\n  ".join(problems) +
+        f"\nCopy them again or re-convert; `python -m item_jax.verify --data_dir {data_dir}` "
+        "checks every record.")
+  return checked
+
+
+def scan_shard(path: str, recorded: dict[str, Any] | None = None) -> ShardReport:
+  """Reads every record of one shard (framing and CRCs, as TFRecord readers check them)."""
+  import tensorflow as tf  # Deferred: the size check needs no TensorFlow.
+
+  size = epath.Path(path).stat().length
+  records = 0
+  try:
+    for _ in tf.data.TFRecordDataset(path).as_numpy_iterator():
+      records += 1
+  except tf.errors.OpError as error:
+    message = _readable_message(error)
+    match = _OFFSET_PATTERN.search(message)
+    return ShardReport(file=path, records=records, bytes=size, error=message,
+                       bad_offset=int(match.group(1)) if match else None)
+  if recorded is not None and (size, records) != (recorded["bytes"], recorded["records"]):
+    return ShardReport(
+        file=path, records=records, bytes=size,
+        error=(f"{records} records / {size} bytes, dataset_info.json records "
+               f"{recorded['records']} / {recorded['bytes']}"))
+  return ShardReport(file=path, records=records, bytes=size)
+
+
+def _readable_message(error: Exception) -> str:
+  """TensorFlow's message without its op decorations ({{function_node ...}}, [Op:...])."""
+  message = (getattr(error, "message", None) or str(error) or type(error).__name__)
+  message = re.sub(r"\{\{[^}]*\}\}", "", message.splitlines()[0])
+  return re.sub(r"\s*\[Op:.*$", "", message).strip() or type(error).__name__
+
+
+def scan_shards(paths: Sequence[str], recorded: dict[str, dict] | None = None,
+                num_workers: int | None = None) -> list[ShardReport]:
+  """`scan_shard` over many shards at once (threads: TensorFlow reads outside the GIL)."""
+  recorded = recorded or {}
+  num_workers = num_workers or min(len(paths), os.cpu_count() or 1) or 1
+  with concurrent.futures.ThreadPoolExecutor(max_workers=num_workers) as pool:
+    return list(pool.map(
+        lambda path: scan_shard(path, recorded.get(os.path.basename(path))), paths))
+
+
+def verify_data_dir(data_dir: str, dataset_info: dict,
+                    num_workers: int | None = None) -> list[ShardReport]:
+  """Scans every shard that dataset_info.json lists, in split order."""
+  paths, recorded = [], {}
+  for split in SPLITS:
+    for name in dataset_info["splits"][split]["files"]:
+      paths.append(os.path.join(data_dir, name))
+    for record in recorded_shards(dataset_info, split) or []:
+      recorded[record["file"]] = record
+  missing = [path for path in paths if not epath.Path(path).exists()]
+  present = [path for path in paths if path not in missing]
+  reports = {report.file: report for report in scan_shards(present, recorded, num_workers)}
+  for path in missing:
+    reports[path] = ShardReport(file=path, records=0, bytes=0, error="missing")
+  return [reports[path] for path in paths]
+
+
+def readable_prefixes(data_dir: str, dataset_info: dict, split: str, files: Sequence[str],
+                      num_workers: int | None = None) -> tuple[dict[str, int], dict[str, int]]:
+  """For `on_corrupt_record="skip"`: scans `files`; returns (path -> records to read,
+  file name -> records left out) for the broken ones.
+
+  A TFRecord shard cannot be re-synchronised safely after a bad record (its length field
+  may be the damaged part), so a broken shard is read up to its first bad record and the
+  rest of it is left out. Deterministic: a resumed run reads the same records.
+  """
+  recorded = {record["file"]: record for record in recorded_shards(dataset_info, split) or []}
+  if not recorded:
+    raise CorruptShardError(
+        f"config.data.on_corrupt_record='skip' needs the per-shard record counts in "
+        f"{data_dir}/dataset_info.json, which this conversion predates; re-convert.")
+  limits, left_out = {}, {}
+  for report in scan_shards(list(files), recorded, num_workers):
+    if report.ok:
+      continue
+    name = os.path.basename(report.file)
+    limits[report.file] = report.records
+    left_out[name] = recorded[name]["records"] - report.records
+  return limits, left_out
+
+
+def is_record_read_error(error: BaseException) -> bool:
+  """Whether `error` is tf.data failing to read a record (bad framing, CRC, truncation)."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  return isinstance(error, tf.errors.DataLossError)
+
+
+def corrupt_record_error(error: Exception, data_dir: str, files: Sequence[str],
+                         last_checkpoint: int | None) -> CorruptShardError:
+  """The error a training run stops with when a record fails to read.
+
+  tf.data's message has an offset but not the file (shards are read interleaved), so the
+  host's shards are scanned to name the broken ones.
+  """
+  broken = [report for report in scan_shards(list(files)) if not report.ok]
+  where = ("\n  ".join(report.describe() for report in broken) if broken else
+           "no shard fails a re-read now (a transient read error?)")
+  resume = (f"the last good checkpoint is step {last_checkpoint}; a rerun resumes from it"
+            if last_checkpoint is not None else "no checkpoint was written yet")
+  return CorruptShardError(
+      f"A training record failed to read ({_readable_message(error)}).\nBroken shard(s) of {data_dir}:\n  "
+      f"{where}\nReplace them (copy again, or re-convert), then rerun: {resume}. "
+      f"`python -m item_jax.verify --data_dir {data_dir}` checks every shard.")
