@@ -99,6 +99,12 @@ def check_config(config) -> None:
            f"must be a whole number >= 0 (0: one stream per process), got {num_streams!r}")
   _require(num_streams == 0 or config.global_batch_size % num_streams == 0, "data.num_streams",
            f"{num_streams} streams do not divide global_batch_size {config.global_batch_size}")
+  attention = config.model.get("attention_implementation", "")
+  _require(attention in ("", "xla", "cudnn"), "model.attention_implementation",
+           f"must be '', 'xla' or 'cudnn', got {attention!r}")
+  _require(attention != "cudnn" or config.model.compute_dtype == "bfloat16",
+           "model.attention_implementation",
+           "'cudnn' needs model.compute_dtype='bfloat16'")
   on_corrupt = config.data.get("on_corrupt_record", "stop")
   _require(on_corrupt in ("stop", "skip"), "data.on_corrupt_record",
            f"must be 'stop' or 'skip', got {on_corrupt!r}")

@@ -31,6 +31,9 @@ def default_config() -> ml_collections.ConfigDict:
   config.model.dropout_rate = 0.0
   config.model.compute_dtype = "float32"  # "bfloat16": bf16 compute, float32 params.
   config.model.remat = False            # Rematerialise each block in the backward pass.
+  # jax.nn.dot_product_attention's kernel: "" (JAX chooses), "xla", or "cudnn" (NVIDIA GPUs,
+  # bfloat16 compute).
+  config.model.attention_implementation = ""
 
   # Which objectives run, and their weights in the summed loss. The default recipe is the
   # five ITEm objectives plus the contrastive extension (docs/experiments.md); the paper's

@@ -63,9 +63,14 @@ def _layer_norm(name):
 
 
 class SelfAttention(nn.Module):
-  """Multi-head self-attention via `jax.nn.dot_product_attention`."""
+  """Multi-head self-attention via `jax.nn.dot_product_attention`.
+
+  `implementation`: None lets JAX choose, "xla" forces the XLA kernel, "cudnn" the cuDNN
+  fused kernel (NVIDIA GPUs, bfloat16/float16 compute).
+  """
   num_heads: int
   dtype: Any
+  implementation: str | None = None
 
   @nn.compact
   def __call__(self, x: Array, key_mask: Array) -> Array:
@@ -85,7 +90,8 @@ class SelfAttention(nn.Module):
     query, key, value = project("query"), project("key", use_bias=False), project("value")
     query = nn.with_logical_constraint(query, (ACT_BATCH, ACT_LENGTH, ACT_HEADS, None))
     mask = key_mask[:, None, None, :].astype(bool)  # [B, 1, 1, T]: every query, valid keys.
-    attended = jax.nn.dot_product_attention(query, key, value, mask=mask)
+    attended = jax.nn.dot_product_attention(query, key, value, mask=mask,
+                                            implementation=self.implementation)
     attended = nn.with_logical_constraint(attended, (ACT_BATCH, ACT_LENGTH, ACT_HEADS, None))
     out_kernel = self.param(
         "out_kernel",
@@ -103,12 +109,14 @@ class EncoderBlock(nn.Module):
   mlp_dim: int
   dropout_rate: float
   dtype: Any
+  attention_implementation: str | None = None
 
   @nn.compact
   def __call__(self, x: Array, key_mask: Array, deterministic: bool) -> Array:
     dropout = nn.Dropout(self.dropout_rate, deterministic=deterministic)
     h = _layer_norm("attention_norm")(x).astype(self.dtype)
-    h = SelfAttention(self.num_heads, self.dtype, name="attention")(h, key_mask)
+    h = SelfAttention(self.num_heads, self.dtype, self.attention_implementation,
+                      name="attention")(h, key_mask)
     x = x + dropout(h)
     h = _layer_norm("mlp_norm")(x).astype(self.dtype)
     h = _dense(self.mlp_dim, ("embed", "mlp"), self.dtype, "mlp_in")(h)
@@ -156,6 +164,7 @@ class ItemModel(nn.Module):
   dropout_rate: float = 0.0
   dtype: Any = jnp.float32
   remat: bool = False
+  attention_implementation: str | None = None  # See SelfAttention.
 
   @property
   def num_patches(self) -> int:
@@ -184,7 +193,8 @@ class ItemModel(nn.Module):
         "patch_mask_vector", _param(init_embed, "embed"), (self.hidden_dim,))
     block = nn.remat(EncoderBlock, static_argnums=(3,)) if self.remat else EncoderBlock
     self.blocks = [block(self.num_heads, self.mlp_dim, self.dropout_rate, self.dtype,
-                         name=f"block_{i}") for i in range(self.num_layers)]
+                         self.attention_implementation, name=f"block_{i}")
+                   for i in range(self.num_layers)]
     self.final_norm = _layer_norm("final_norm")
     self.embedding_projection = _dense(self.embed_dim, ("embed", None), jnp.float32,
                                        "embedding_projection")
@@ -304,4 +314,5 @@ def model_from_config(model_config) -> ItemModel:
       num_layers=model_config.num_layers, hidden_dim=model_config.hidden_dim,
       num_heads=model_config.num_heads, mlp_dim=model_config.mlp_dim,
       embed_dim=model_config.embed_dim, dropout_rate=model_config.dropout_rate,
-      dtype=dtypes[model_config.compute_dtype], remat=model_config.remat)
+      dtype=dtypes[model_config.compute_dtype], remat=model_config.remat,
+      attention_implementation=model_config.get("attention_implementation") or None)

@@ -30,6 +30,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ({"modalities": "text", "objectives": "itm,mlm"}, "config.objectives"),
     ({"model.num_heads": 3}, "config.model.num_heads"),
     ({"mim_target_variance_eps": 0.0}, "config.mim_target_variance_eps"),
+    ({"model.attention_implementation": "flash"}, "config.model.attention_implementation"),
+    ({"model.attention_implementation": "cudnn"}, "config.model.attention_implementation"),
+    ({"data.on_corrupt_record": "ignore"}, "config.data.on_corrupt_record"),
 ])
 def test_static_checks_name_the_field(overrides, field):
   with pytest.raises(config_check.ConfigError, match=field.replace(".", r"\.")):

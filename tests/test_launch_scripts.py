@@ -11,7 +11,7 @@ import pytest
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 LAUNCH_DIR = REPO_ROOT / "launch"
-SCRIPTS = ("setup_env.sh", "local.sh", "tpu_pod.sh", "gpu_slurm.sbatch")
+SCRIPTS = ("setup_env.sh", "local.sh", "tpu_pod.sh", "gpu_slurm.sbatch", "gpu_bench.sh")
 TRAIN_ARGS = ["--config", "configs/tiny.py:runlocal", "--workdir", "runs/pod test",
               "--config.total_steps=7"]
 
@@ -54,9 +54,9 @@ def test_help_prints_usage(script):
 
 
 @pytest.mark.parametrize("subcommand, expected", [
-    (["demo", "--config.total_steps=3"],
+    (["demo", "--steps=3"],
      [".venv/bin/python", "-m", "item_jax.main_job", "--workdir", "runs/demo",
-      "--config.total_steps=3"]),
+      "--steps=3"]),
     (["test", "-k", "shard and not slow"],
      [".venv/bin/python", "-m", "pytest", "tests", "-q", "-k", "shard and not slow"]),
     (["train", *TRAIN_ARGS], [".venv/bin/python", "-m", "item_jax.train", *TRAIN_ARGS]),
@@ -257,3 +257,20 @@ def test_slurm_refuses_to_run_outside_a_job():
   completed = _run(LAUNCH_DIR / "gpu_slurm.sbatch", *TRAIN_ARGS)
   assert completed.returncode == 2
   assert "not inside a SLURM job" in completed.stderr
+
+
+# gpu_bench.sh
+
+
+def test_gpu_bench_dry_run_installs_cuda_jax_then_times_both_attentions_and_the_input():
+  commands = _commands(_run(LAUNCH_DIR / "gpu_bench.sh", "--dry-run", "--steps", "7",
+                            "--batch", "64"))
+  assert commands[0] == ["bash", "launch/setup_env.sh", "--accelerator", "gpu", "--no-apt"]
+  train = [".venv/bin/python", "-m", "item_jax.bench", "train", "--config", "configs/base.py",
+           "--steps", "7", "--config.global_batch_size=64",
+           "--config.objectives=itm,mlm,mim,gmlm,gmim"]
+  assert commands[1] == train
+  assert commands[2] == train + ["--config.model.attention_implementation=cudnn"]
+  assert commands[3] == [".venv/bin/python", "-m", "item_jax.bench", "input", "--config",
+                         "configs/base.py", "--batches", "100"]
+  assert len(commands) == 4

@@ -16,6 +16,20 @@ from item_jax.model import model_from_config
 from item_jax.trainer import flops_per_example, memory_summary
 
 
+# Dense bf16 peak TFLOP/s per chip, by a substring of `jax.Device.device_kind` (vendors'
+# data sheets), for MFU. A chip not listed reports no MFU.
+PEAK_BF16_TFLOPS = (("H200", 989.0), ("H100", 989.0), ("A100", 312.0), ("L4", 121.0),
+                    ("TPU v5p", 459.0), ("TPU v5 lite", 197.0), ("TPU v5e", 197.0),
+                    ("TPU v4", 275.0), ("TPU v6", 918.0))
+
+
+def peak_bf16_tflops(device_kind: str) -> float | None:
+  for name, peak in PEAK_BF16_TFLOPS:
+    if name.lower() in device_kind.lower():
+      return peak
+  return None
+
+
 def random_batch(model_config, batch_size: int, seed: int = 0) -> dict[str, np.ndarray]:
   """A host batch with the keys of docs/design.md: random images and titles of 8-24 pieces."""
   rng = np.random.default_rng(seed)
@@ -64,13 +78,18 @@ def benchmark_train(config, *, steps: int = 20, warmup_steps: int = 2) -> dict:
   xla_flops = float(cost.get("flops", 0.0)) if cost else 0.0
   num_params = sum(int(np.prod(leaf.shape)) for leaf in jax.tree.leaves(state["params"]))
   m = config.model
+  model_tflops_per_s = examples_per_s * counted_flops / 1e12
+  peak = peak_bf16_tflops(jax.devices()[0].device_kind)
   return dict(
       benchmark="train_step", backend=jax.default_backend(),
       device_kind=jax.devices()[0].device_kind, num_devices=jax.device_count(),
       mesh=dict(setup.mesh.shape), global_batch_size=config.global_batch_size,
       compute_dtype=m.compute_dtype, steps=steps, compile_s=round(compile_s, 2),
       step_ms=round(1000 * step_s, 2), examples_per_s=round(examples_per_s, 2),
-      model_tflops_per_s=round(examples_per_s * counted_flops / 1e12, 4),
+      model_tflops_per_s=round(model_tflops_per_s, 4),
+      peak_bf16_tflops_per_device=peak,
+      mfu=(round(model_tflops_per_s / (peak * jax.device_count()), 4) if peak else None),
+      attention_implementation=m.get("attention_implementation") or "default",
       counted_gflops_per_example=round(counted_flops / 1e9, 3),
       xla_gflops_per_step=round(xla_flops / 1e9, 3),
       params=num_params, objectives=config.objectives,
