@@ -21,6 +21,7 @@ own devices (`make_sharded_embed_fn`), receives all rows back, and the figures e
 single process's.
 """
 
+import functools
 import json
 import os
 from typing import Callable
@@ -53,13 +54,12 @@ class SplitEmbeddings:
 
 def make_embed_fn(model_config) -> Callable:
   """jitted (params, batch) -> L2-normalised embeddings."""
-  model = model_from_config(model_config)
+  return jax.jit(functools.partial(_apply_embed, model_from_config(model_config)))
 
-  @jax.jit
-  def embed(params, batch):
-    return model.apply({"params": params}, batch["text_tokens"], batch["text_mask"],
-                       batch["image"], batch["has_image"], method=ItemModel.embed)
-  return embed
+
+def _apply_embed(model: ItemModel, params, batch) -> jax.Array:
+  return model.apply({"params": params}, batch["text_tokens"], batch["text_mask"],
+                     batch["image"], batch["has_image"], method=ItemModel.embed)
 
 
 def make_sharded_embed_fn(model_config, mesh: jax.sharding.Mesh) -> Callable:
@@ -75,10 +75,9 @@ def make_sharded_embed_fn(model_config, mesh: jax.sharding.Mesh) -> Callable:
 
   @jax.jit
   def embed(params, batch):
-    embeddings = model.apply({"params": params}, batch["text_tokens"], batch["text_mask"],
-                             batch["image"], batch["has_image"], method=ItemModel.embed)
     return jax.lax.with_sharding_constraint(
-        embeddings, jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
+        _apply_embed(model, params, batch),
+        jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
 
   def embed_host_batch(params, batch):
     num_rows = len(batch["text_tokens"])

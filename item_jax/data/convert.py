@@ -122,15 +122,13 @@ def convert_catalog(manifest_path: str, out_dir: str, *, image_size: int = 256,
     categories = sorted({item.listing.category for item in kept if item.listing.category})
     split_shards = _write_all_shards(kept, spool_path, staging_dir, processor, group_indices,
                                     _sorted_index(categories), shard_size_mb, show_progress)
-    split_files = {split: [shard["file"] for shard in shards]
-                   for split, shards in split_shards.items()}
     os.remove(spool_path)
     _write_rejects(rejects, os.path.join(staging_dir, REJECTS_FILE))
     info = _dataset_info(
         num_input=num_input, kept=kept, rejects=rejects, cleaned=cleaned,
         split_shards=split_shards, num_groups=len(group_indices), categories=categories,
         image_size=image_size, processor=processor, requested_vocab_size=vocab_size,
-        converter_args=converter_args, fingerprint=_fingerprint(staging_dir, split_files))
+        converter_args=converter_args, fingerprint=_fingerprint(staging_dir, split_shards))
     _write_json(info, os.path.join(staging_dir, DATASET_INFO_FILE))
     _publish(staging_dir, out_dir)
   except BaseException:
@@ -364,7 +362,7 @@ def _write_all_shards(kept: Sequence[_KeptListing], spool_path: str, staging_dir
   record count, SHA-256: `shard_integrity.describe_shard`)."""
   import tensorflow as tf  # Deferred: only writing shards needs it.
 
-  split_files = {}
+  split_shards = {}
   with open(spool_path, "rb") as spool, tqdm.tqdm(
       total=len(kept), unit="example", desc="shards", disable=not show_progress) as progress:
     for split in SPLITS:
@@ -384,10 +382,10 @@ def _write_all_shards(kept: Sequence[_KeptListing], spool_path: str, staging_dir
                 item.listing, jpeg, item_tokens, group_indices[group_key(item.listing)],
                 category_indices.get(item.listing.category, -1)))
             progress.update(1)
-      split_files[split] = [
+      split_shards[split] = [
           shard_integrity.describe_shard(os.path.join(staging_dir, name), int(stop - start))
           for name, start, stop in zip(names, bounds[:-1], bounds[1:])]
-  return split_files
+  return split_shards
 
 
 def _estimated_example_bytes(item: _KeptListing, tokens: Sequence[int]) -> int:
@@ -444,15 +442,16 @@ def _write_json(value: dict[str, Any], path: str) -> None:
     json_file.write("\n")
 
 
-def _fingerprint(directory: str, split_files: dict[str, list[str]]) -> str:
-  """SHA-256 over the shards and the tokenizer: equal fingerprints, equal data."""
+def _fingerprint(directory: str, split_shards: dict[str, list[dict[str, Any]]]) -> str:
+  """SHA-256 over the shards (their recorded digests, in split order) and the tokenizer:
+  equal fingerprints, equal data."""
   digest = hashlib.sha256()
-  names = [name for split in SPLITS for name in split_files[split]] + [TOKENIZER_FILE]
-  for name in names:
-    digest.update(name.encode("utf-8") + b"\0")
-    with open(os.path.join(directory, name), "rb") as data_file:
-      for block in iter(lambda: data_file.read(1 << 20), b""):
-        digest.update(block)
+  for split in SPLITS:
+    for shard in split_shards[split]:
+      digest.update(f"{shard['file']}\0{shard['sha256']}\0".encode("utf-8"))
+  digest.update(TOKENIZER_FILE.encode("utf-8") + b"\0")
+  with open(os.path.join(directory, TOKENIZER_FILE), "rb") as tokenizer_file:
+    digest.update(tokenizer_file.read())
   return digest.hexdigest()
 
 
