@@ -12,15 +12,24 @@ the directory), and the run resumes from the latest complete checkpoint.
 A write that fails (a full disk, a permission, a bucket that refuses) raises
 `CheckpointWriteError` from `save`, `wait` or `close`, naming the step, the error and the
 last complete checkpoint, which the failed write leaves untouched and restorable.
+
+`restore_trained_params(workdir)` is the read side for everything after training (export,
+evaluation, the ablation): the run's config and its latest parameters on one device.
 """
 
+import json
+import os
 from typing import Any
 
 import jax
+import ml_collections
 import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
 from jax.experimental import multihost_utils
+
+from item_jax import sharding, train_step
+from item_jax.model import model_from_config
 
 UNFINISHED_SUFFIX = ".orbax-checkpoint-tmp"
 
@@ -142,3 +151,27 @@ class Checkpointer:
         if not self._failed:
           raise
 
+
+def load_workdir_config(workdir: str) -> ml_collections.ConfigDict:
+  """The config a training run wrote to `workdir/config.json`."""
+  path = os.path.join(workdir, "config.json")
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"{path} not found: is {workdir} a training workdir "
+                            "(python -m item_jax.cli.train --workdir ...)?")
+  with open(path, encoding="utf-8") as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
+def restore_trained_params(workdir: str, step: int | None = None):
+  """(config, params on one device, step) of the latest (or given) checkpoint in `workdir`."""
+  config = load_workdir_config(workdir)
+  config.mesh.update(data=1, fsdp=1, tensor=1)
+  mesh = sharding.make_mesh(config.mesh, jax.local_devices()[:1])
+  setup = train_step.build_train_setup(model_from_config(config.model), config, mesh)
+  checkpointer = Checkpointer(os.path.join(workdir, "checkpoints"),
+                                         save_every_steps=1, keep=1, async_save=False)
+  try:
+    state, _ = checkpointer.restore(setup.abstract_state, step)
+  finally:
+    checkpointer.close()
+  return config, state["params"], int(state["step"])

@@ -1,6 +1,6 @@
 """Start-up validation of a config: every bad value fails with a message naming its field."""
 
-from item_jax.config_defaults import CONTRASTIVE_VIEWS, OBJECTIVE_NAMES
+from item_jax.objectives import CONTRASTIVE_VIEW_NEEDS, OBJECTIVE_NAMES, OBJECTIVES_BY_NAME
 
 MODALITY_NAMES = ("text", "image")
 MASKING_MODES = ("joint", "modality_aware")
@@ -51,22 +51,19 @@ def check_config(config) -> None:
   modalities = _names(config.modalities)
   _require(bool(modalities) and all(m in MODALITY_NAMES for m in modalities), "modalities",
            f"{config.modalities!r} must name one or both of {MODALITY_NAMES}")
-  needs = dict(itm=("text", "image"), mlm=("text",), gmlm=("text",), mim=("image",),
-               gmim=("image",), contrastive=())
   for name in objectives:
-    for modality in needs[name]:
+    for modality in OBJECTIVES_BY_NAME[name].needs:
       _require(modality in modalities, "objectives",
                f"{name} needs the {modality} modality, but config.modalities is "
                f"{config.modalities!r}")
 
   if "contrastive" in objectives:
     views = _names(config.contrastive.views)
-    _require(bool(views) and all(view in CONTRASTIVE_VIEWS for view in views),
+    _require(bool(views) and all(view in CONTRASTIVE_VIEW_NEEDS for view in views),
              "contrastive.views",
-             f"{config.contrastive.views!r} must name some of {CONTRASTIVE_VIEWS}")
-    view_needs = dict(title=("text",), image=("image",), remask=())
+             f"{config.contrastive.views!r} must name some of {tuple(CONTRASTIVE_VIEW_NEEDS)}")
     for view in views:
-      for modality in view_needs[view]:
+      for modality in CONTRASTIVE_VIEW_NEEDS[view]:
         _require(modality in modalities, "contrastive.views",
                  f"view {view!r} needs the {modality} modality, but config.modalities is "
                  f"{config.modalities!r}")

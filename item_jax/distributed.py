@@ -1,6 +1,6 @@
 """Multi-process start-up: one JAX process per host (TPU pod) or per GPU (SLURM).
 
-`initialize_distributed` is called once, first thing in `python -m item_jax.train`, before
+`initialize_distributed` is called once, first thing in `python -m item_jax.cli.train`, before
 anything touches a device. It connects the processes of a multi-host run:
   * explicit `--coordinator_address/--num_processes/--process_id` flags win; a flag left out
     is filled in by JAX from the cluster environment (this is how `launch/gpu_slurm.sbatch`

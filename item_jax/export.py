@@ -1,59 +1,122 @@
-"""Exports a trained model: parameters only, no optimizer state, no pickle.
+"""The export format: a trained model's parameters, written and loaded (no pickle).
 
-  python -m item_jax.export --workdir runs/demo/train --out runs/demo/export [--dtype bfloat16]
+  python -m item_jax.cli.export --workdir runs/demo/train --out runs/demo/export [--dtype bfloat16]
+  model = item_jax.load_exported("runs/demo/export")
+  vectors = model.embed(images=["a.jpg", None], titles=["red mug 12 oz", ""])
 
-The export directory holds
+An export directory holds
   * `params.msgpack`: the parameter tree (flax msgpack serialisation: arrays and dicts only),
-    in float32 or bfloat16;
+    in float32 or bfloat16 (no optimizer state);
   * `config.json`: the training config (the model block is what the loader needs);
   * `tokenizer.model`: the SentencePiece model of the training data;
   * `export_info.json`: the step, the dtype, the parameter count, the source workdir and the
     converter's stored image size (the loader re-encodes raw images the same way).
-`item_jax.load_exported(path)` turns it back into an embed function (`exported_model.py`).
+
+`export_model` writes it from a training workdir's latest checkpoint. Loading needs no
+training code, no workdir and no TFRecords: the model module, the tokenizer and
+the preprocessing that the converter and the training pipeline apply, in the same order
+(`image_io` re-encoding, `preprocess.decode_image`, `manifest.clean_text`,
+`preprocess.pack_title_tokens`). A missing image (`None` or "") or an empty title is
+masked out of attention, exactly as in training.
 """
 
+import dataclasses
 import json
 import os
 import shutil
+from typing import Sequence
 
 import flax.serialization
 import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from absl import app, flags, logging
+from absl import logging
 
-from item_jax import checkpoint, logging_setup, sharding, train_step
-from item_jax.data import convert
-from item_jax.exported_model import CONFIG_FILE, INFO_FILE, PARAMS_FILE, TOKENIZER_FILE
-from item_jax.model import model_from_config
+from item_jax import batch as batch_lib
+from item_jax import embedding
+from item_jax.data import dataset_info, image_io, manifest, preprocess, tokenizer
+from item_jax.data.dataset_info import DEFAULT_MAX_IMAGE_PIXELS, TOKENIZER_FILE
+from item_jax.model import ItemModel, model_from_config
 
+PARAMS_FILE = "params.msgpack"
+CONFIG_FILE = "config.json"
+INFO_FILE = "export_info.json"
 EXPORT_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
-def load_workdir_config(workdir: str) -> ml_collections.ConfigDict:
-  """The config a training run wrote to `workdir/config.json`."""
-  path = os.path.join(workdir, "config.json")
-  if not os.path.isfile(path):
-    raise FileNotFoundError(f"{path} not found: is {workdir} a training workdir "
-                            "(python -m item_jax.train --workdir ...)?")
-  with open(path, encoding="utf-8") as f:
-    return ml_collections.ConfigDict(json.load(f))
+@dataclasses.dataclass
+class ExportedModel:
+  """An exported ITEm: `embed(images, titles)` -> float32 [N, embed_dim], L2-normalised."""
+  config: ml_collections.ConfigDict
+  params: dict
+  model: ItemModel
+  tokenizer: object
+  stored_image_size: int     # The converter's shorter side for the training images.
+  batch_size: int = 64
+
+  def __post_init__(self):
+    # Batches are split over every local device (`item_jax/embedding.py`).
+    self._embed = embedding.make_embed_fn(self.config.model, batch_size=self.batch_size)
+
+  def preprocess(self, images: Sequence, titles: Sequence[str | None]) -> dict[str, np.ndarray]:
+    """Model inputs for listings: images as paths, encoded bytes or None; titles as text."""
+    if len(images) != len(titles):
+      raise ValueError(f"{len(images)} images but {len(titles)} titles")
+    size, length = self.config.model.image_size, self.config.model.max_text_len
+    rows = []
+    for image, title in zip(images, titles):
+      image_tensor, image_flag = preprocess.decode_image(self.stored_jpeg(image), size)
+      cleaned, _ = manifest.clean_text(title or "")
+      pieces = tokenizer.encode_titles(self.tokenizer, [cleaned])[0] if cleaned.strip() else []
+      text_tokens, text_mask, title_flag = preprocess.pack_title_tokens(
+          np.asarray(pieces, np.int32), length)
+      rows.append(dict(text_tokens=text_tokens.numpy(), text_mask=text_mask.numpy(),
+                       image=image_tensor.numpy(), has_image=int(image_flag),
+                       has_title=int(title_flag)))
+    shapes = batch_lib.batch_shapes(self.config.model, len(rows))
+    return {key: np.asarray([row[key] for row in rows], shapes[key][1]).reshape(shapes[key][0])
+            for key in batch_lib.MODEL_INPUT_KEYS + ("has_title",)}
+
+  def stored_jpeg(self, image) -> bytes:
+    """The converter's stored form of an image (a path or encoded bytes); b"" for none."""
+    if image is None or (isinstance(image, (str, bytes)) and len(image) == 0):
+      return b""
+    if isinstance(image, bytes):
+      return image_io.store_image_bytes(image, self.stored_image_size,
+                                        DEFAULT_MAX_IMAGE_PIXELS).jpeg
+    return image_io.load_listing_image(os.fspath(image), self.stored_image_size,
+                                       DEFAULT_MAX_IMAGE_PIXELS).jpeg
+
+  def embed_inputs(self, inputs: dict[str, np.ndarray]) -> np.ndarray:
+    """Embeddings of preprocessed inputs (the batch dict of `item_jax/batch.py`)."""
+    count = len(inputs["text_tokens"])
+    out = [self._embed(self.params, {k: v[start:start + self.batch_size]
+                                     for k, v in inputs.items()})
+           for start in range(0, count, self.batch_size)]
+    return np.concatenate(out) if out else np.zeros((0, self.config.model.embed_dim),
+                                                     np.float32)
+
+  def embed(self, images: Sequence, titles: Sequence[str | None]) -> np.ndarray:
+    return self.embed_inputs(self.preprocess(images, titles))
 
 
-def restore_trained_params(workdir: str, step: int | None = None):
-  """(config, params on one device, step) of the latest (or given) checkpoint in `workdir`."""
-  config = load_workdir_config(workdir)
-  config.mesh.update(data=1, fsdp=1, tensor=1)
-  mesh = sharding.make_mesh(config.mesh, jax.local_devices()[:1])
-  setup = train_step.build_train_setup(model_from_config(config.model), config, mesh)
-  checkpointer = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"),
-                                         save_every_steps=1, keep=1, async_save=False)
-  try:
-    state, _ = checkpointer.restore(setup.abstract_state, step)
-  finally:
-    checkpointer.close()
-  return config, state["params"], int(state["step"])
+def load_exported(path: str, *, batch_size: int = 64) -> ExportedModel:
+  """Reads an export directory; parameters are cast to float32 for computing."""
+  for name in (PARAMS_FILE, CONFIG_FILE, TOKENIZER_FILE, INFO_FILE):
+    if not os.path.isfile(os.path.join(path, name)):
+      raise FileNotFoundError(f"{os.path.join(path, name)} is missing: {path} is not an "
+                              "export directory (python -m item_jax.cli.export)")
+  with open(os.path.join(path, CONFIG_FILE), encoding="utf-8") as f:
+    config = ml_collections.ConfigDict(json.load(f))
+  with open(os.path.join(path, PARAMS_FILE), "rb") as f:
+    params = flax.serialization.msgpack_restore(f.read())
+  params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), params)
+  with open(os.path.join(path, INFO_FILE), encoding="utf-8") as f:
+    info = json.load(f)
+  return ExportedModel(config=config, params=params, model=model_from_config(config.model),
+                       tokenizer=tokenizer.load_tokenizer(os.path.join(path, TOKENIZER_FILE)),
+                       stored_image_size=int(info["stored_image_size"]), batch_size=batch_size)
 
 
 def export_model(workdir: str, out_dir: str, *, dtype: str = "float32",
@@ -61,21 +124,22 @@ def export_model(workdir: str, out_dir: str, *, dtype: str = "float32",
   """Writes the export directory; returns its export_info."""
   if dtype not in EXPORT_DTYPES:
     raise ValueError(f"--dtype must be one of {sorted(EXPORT_DTYPES)}, got {dtype!r}")
-  config, params, restored_step = restore_trained_params(workdir, step)
+  from item_jax import checkpoint  # pylint: disable=g-import-not-at-top  (training code)
+  config, params, restored_step = checkpoint.restore_trained_params(workdir, step)
   params = jax.tree.map(lambda x: np.asarray(jnp.asarray(x, EXPORT_DTYPES[dtype])), params)
   os.makedirs(out_dir, exist_ok=True)
   with open(os.path.join(out_dir, PARAMS_FILE), "wb") as f:
     f.write(flax.serialization.msgpack_serialize(params))
   with open(os.path.join(out_dir, CONFIG_FILE), "w", encoding="utf-8") as f:
     f.write(config.to_json_best_effort(indent=2))
-  tokenizer_path = os.path.join(config.data.dir, convert.TOKENIZER_FILE)
+  tokenizer_path = os.path.join(config.data.dir, TOKENIZER_FILE)
   if not os.path.isfile(tokenizer_path):
     raise FileNotFoundError(f"The run's tokenizer {tokenizer_path} is missing; the export "
                             "needs it to embed titles.")
   shutil.copyfile(tokenizer_path, os.path.join(out_dir, TOKENIZER_FILE))
-  dataset_info = convert.load_dataset_info(config.data.dir)
+  data_info = dataset_info.load_dataset_info(config.data.dir)
   info = dict(step=restored_step, dtype=dtype, workdir=os.path.abspath(workdir),
-              stored_image_size=int(dataset_info["image_size"]),
+              stored_image_size=int(data_info["image_size"]),
               num_params=int(sum(x.size for x in jax.tree.leaves(params))),
               embed_dim=int(config.model.embed_dim))
   with open(os.path.join(out_dir, INFO_FILE), "w", encoding="utf-8") as f:
@@ -83,26 +147,3 @@ def export_model(workdir: str, out_dir: str, *, dtype: str = "float32",
   logging.info("Exported step %d (%s, %d parameters) to %s", restored_step, dtype,
                info["num_params"], out_dir)
   return info
-
-
-def main(argv):
-  logging_setup.quiet_library_logs()
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  if not flags.FLAGS.workdir or not flags.FLAGS.out:
-    raise app.UsageError("--workdir and --out are required")
-  print(json.dumps(export_model(flags.FLAGS.workdir, flags.FLAGS.out, dtype=flags.FLAGS.dtype,
-                                step=flags.FLAGS.step)))
-
-
-def run():
-  """Command-line entry point (flags are defined here, so importing the module is free)."""
-  flags.DEFINE_string("workdir", None, "Training workdir to export from.")
-  flags.DEFINE_string("out", None, "Export directory to write.")
-  flags.DEFINE_enum("dtype", "float32", sorted(EXPORT_DTYPES), "Stored dtype.")
-  flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).")
-  app.run(main)
-
-
-if __name__ == "__main__":
-  run()

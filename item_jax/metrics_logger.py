@@ -11,11 +11,13 @@ import time
 import jax
 from absl import logging
 
-# Order of the console line; other metrics go to the JSONL and TensorBoard only.
-CONSOLE_KEYS = ("loss", "itm_loss", "mlm_loss", "mim_loss", "gmlm_loss", "gmim_loss",
-                "itm_accuracy", "mlm_accuracy", "gmlm_accuracy", "grad_norm", "learning_rate",
-                "retrieval.recall@1", "retrieval.recall@10", "retrieval.map@r",
-                "retrieval_no_title.recall@1", "retrieval_no_image.recall@1")
+from item_jax.objectives import CONSOLE_METRICS
+
+# Order of the console line (the objectives' metrics from their table); other metrics go
+# to the JSONL and TensorBoard only.
+CONSOLE_KEYS = ("loss",) + CONSOLE_METRICS + (
+    "grad_norm", "learning_rate", "retrieval.recall@1", "retrieval.recall@10", "retrieval.map@r",
+    "retrieval_no_title.recall@1", "retrieval_no_image.recall@1")
 
 
 def _format_duration(seconds: float) -> str:

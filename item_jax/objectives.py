@@ -1,12 +1,22 @@
-"""The five ITEm objectives (ITM, MLM, MIM, GMLM, GMIM) as one loss function.
+"""The objectives: one table, and the loss function that sums the enabled ones.
 
-One encoder pass serves every objective: ITM pairs some titles with another product's image,
-the title and the patches are masked (see `item_jax/masking.py`), and each head reads what
-ITEM_SPEC section 3 allows it to read. The masked-modelling losses count matched pairs only.
-The total loss is the weighted sum of the enabled objectives (`config.objectives`,
-`config.loss_weights`); every loss and accuracy is returned as a metric.
+`OBJECTIVES` is the one list of what can be trained: each entry names the objective, the
+modalities it needs (config checks), what its targets need masked, the `ItemModel` head it
+trains and its loss (from the encoder's output states and the masking targets). Config
+validation, the console line and the summed loss all derive from it, so adding an
+objective is one entry here plus its head in `model.py`.
+
+The five ITEm objectives (ITM, MLM, MIM, GMLM, GMIM; ITEM_SPEC section 3) share one
+encoder pass: ITM pairs some titles with another product's image, the title and the
+patches are masked (`item_jax/masking.py`), and each head reads what the spec allows it
+to read. The masked-modelling losses count matched pairs only. `contrastive`, this
+project's extension beyond the paper, compares the pass's product embedding with other
+views of each listing (more encoder passes; `info_nce`). The total loss is the weighted
+sum of the enabled objectives (`config.objectives`, `config.loss_weights`); every loss and
+accuracy is returned as a metric.
 """
 
+import dataclasses
 from typing import Callable, NamedTuple
 
 import jax
@@ -14,10 +24,106 @@ import jax.numpy as jnp
 import optax
 
 from item_jax import augment, masking
-from item_jax.data import tokenizer
+from item_jax import batch as batch_lib
 from item_jax.model import ItemModel, patchify
 
 Array = jax.Array
+
+
+def _gather_slots(states: Array, positions: Array) -> Array:
+  """states [B, N, D], positions [B, K] -> [B, K, D]."""
+  return jnp.take_along_axis(states, positions[..., None], axis=1)
+
+
+def _weighted_mean(values: Array, weights: Array) -> Array:
+  return (values * weights).sum() / jnp.maximum(weights.sum(), 1.0)
+
+
+def _token_prediction(logits: Array, targets: Array, weights: Array) -> tuple[Array, Array]:
+  loss = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
+  correct = (logits.argmax(-1) == targets).astype(jnp.float32)
+  return _weighted_mean(loss, weights), _weighted_mean(correct, weights)
+
+
+def _pixel_regression(predicted: Array, targets: Array, weights: Array) -> Array:
+  per_patch = ((predicted - targets) ** 2).mean(axis=-1)
+  return _weighted_mean(per_patch, weights)
+
+
+# Each loss: (head, model, sequence_states [B, N, D], targets) -> (loss, extra metrics);
+# `head(method, *args)` applies an `ItemModel` method with the current parameters.
+
+def _itm_loss(head, model, states, targets):
+  del model
+  logits = head(ItemModel.itm_logits, states[:, 0])
+  per_example = optax.softmax_cross_entropy_with_integer_labels(logits, targets["matched"])
+  accuracy = _weighted_mean((logits.argmax(-1) == targets["matched"]).astype(jnp.float32),
+                            targets["itm_weights"])
+  return _weighted_mean(per_example, targets["itm_weights"]), {"itm_accuracy": accuracy}
+
+
+def _mlm_loss(head, model, states, targets):
+  del model
+  token_states = _gather_slots(states, targets["text_positions"])
+  loss, accuracy = _token_prediction(head(ItemModel.mlm_logits, token_states),
+                                     targets["text_targets"], targets["text_weights"])
+  return loss, {"mlm_accuracy": accuracy}
+
+
+def _gmlm_loss(head, model, states, targets):
+  del model
+  loss, accuracy = _token_prediction(
+      head(ItemModel.gmlm_logits, states[:, 0], targets["text_positions"]),
+      targets["text_targets"], targets["text_weights"])
+  return loss, {"gmlm_accuracy": accuracy}
+
+
+def _mim_loss(head, model, states, targets):
+  patch_states = _gather_slots(states, model.max_text_len + targets["patch_positions"])
+  return _pixel_regression(head(ItemModel.mim_pixels, patch_states), targets["pixel_targets"],
+                           targets["patch_weights"]), {}
+
+
+def _gmim_loss(head, model, states, targets):
+  del model
+  return _pixel_regression(head(ItemModel.gmim_pixels, states[:, 0], targets["patch_positions"]),
+                           targets["pixel_targets"], targets["patch_weights"]), {}
+
+
+@dataclasses.dataclass(frozen=True)
+class Objective:
+  """One row of the table."""
+  name: str
+  needs: tuple[str, ...]     # Modalities ("text", "image") the model must see.
+  masks: str | None          # "text" / "image": its targets are masked title pieces / patches.
+  head: str                  # The `ItemModel` head it trains.
+  loss: Callable | None      # See above; None: computed over the views (`contrastive`).
+  metrics: tuple[str, ...]   # Its metrics, in console order.
+  in_paper: bool             # One of ITEm's five objectives.
+
+
+OBJECTIVES = (
+    Objective("itm", ("text", "image"), None, "itm_logits", _itm_loss,
+              ("itm_loss", "itm_accuracy"), True),
+    Objective("mlm", ("text",), "text", "mlm_logits", _mlm_loss,
+              ("mlm_loss", "mlm_accuracy"), True),
+    Objective("mim", ("image",), "image", "mim_pixels", _mim_loss, ("mim_loss",), True),
+    Objective("gmlm", ("text",), "text", "gmlm_logits", _gmlm_loss,
+              ("gmlm_loss", "gmlm_accuracy"), True),
+    Objective("gmim", ("image",), "image", "gmim_pixels", _gmim_loss, ("gmim_loss",), True),
+    Objective("contrastive", (), None, "embed_product", None,
+              ("contrastive_loss", "contrastive_accuracy"), False),
+)
+OBJECTIVES_BY_NAME = {objective.name: objective for objective in OBJECTIVES}
+OBJECTIVE_NAMES = tuple(OBJECTIVES_BY_NAME)
+ITEM_OBJECTIVES = ",".join(objective.name for objective in OBJECTIVES if objective.in_paper)
+# The contrastive views: "title" (the title alone), "image" (the photo alone), "remask" (the
+# whole listing under a second, independent masking). What each needs to see:
+CONTRASTIVE_VIEW_NEEDS = {"title": ("text",), "image": ("image",), "remask": ()}
+# Console order: the losses, then the accuracies.
+CONSOLE_METRICS = (tuple(key for o in OBJECTIVES for key in o.metrics if key.endswith("_loss"))
+                   + tuple(key for o in OBJECTIVES for key in o.metrics
+                           if not key.endswith("_loss")))
 
 
 def enabled_objectives(config) -> tuple[str, ...]:
@@ -26,24 +132,6 @@ def enabled_objectives(config) -> tuple[str, ...]:
 
 def enabled_modalities(config) -> tuple[str, ...]:
   return tuple(name.strip() for name in config.modalities.split(",") if name.strip())
-
-
-def restrict_modalities(batch: dict, modalities: tuple[str, ...]) -> dict:
-  """Removes the modalities a baseline does not see (through the attention masks)."""
-  batch = dict(batch)
-  if "image" not in modalities:
-    batch["has_image"] = jnp.zeros_like(batch["has_image"])
-  if "text" not in modalities:
-    batch.update(remove_titles(batch["text_tokens"], batch["text_mask"]))
-  return batch
-
-
-def remove_titles(text_tokens: Array, text_mask: Array) -> dict:
-  """Text slots of listings without a title: `[CLS] [SEP] <pad>..`."""
-  empty = jnp.zeros_like(text_tokens).at[:, 0].set(tokenizer.CLS_ID).at[:, 1].set(
-      tokenizer.SEP_ID)
-  mask = jnp.zeros_like(text_mask).at[:, :2].set(1)
-  return dict(text_tokens=empty, text_mask=mask, has_title=jnp.zeros_like(text_tokens[:, 0]))
 
 
 def normalized_patch_pixels(images: Array, patch_size: int, variance_eps: float) -> Array:
@@ -60,26 +148,6 @@ def normalized_patch_pixels(images: Array, patch_size: int, variance_eps: float)
   return (patches - mean) / jnp.sqrt(var + variance_eps)
 
 
-def _weighted_mean(values: Array, weights: Array) -> Array:
-  return (values * weights).sum() / jnp.maximum(weights.sum(), 1.0)
-
-
-def _gather_slots(states: Array, positions: Array) -> Array:
-  """states [B, N, D], positions [B, K] -> [B, K, D]."""
-  return jnp.take_along_axis(states, positions[..., None], axis=1)
-
-
-def _token_prediction(logits: Array, targets: Array, weights: Array) -> tuple[Array, Array]:
-  loss = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
-  correct = (logits.argmax(-1) == targets).astype(jnp.float32)
-  return _weighted_mean(loss, weights), _weighted_mean(correct, weights)
-
-
-def _pixel_regression(predicted: Array, targets: Array, weights: Array) -> Array:
-  per_patch = ((predicted - targets) ** 2).mean(axis=-1)
-  return _weighted_mean(per_patch, weights)
-
-
 class ObjectiveFns(NamedTuple):
   """The loss function and its two halves (the halves are what the tests probe)."""
   prepare: Callable      # (batch, rng) -> (encoder inputs dict, targets dict)
@@ -94,8 +162,8 @@ def make_objective_fns(model: ItemModel, config) -> ObjectiveFns:
   text_rate_cap, image_rate_cap = masking.max_rates(config.masking)
   text_capacity = masking.selection_capacity(text_rate_cap, model.max_text_len - 2)
   image_capacity = masking.selection_capacity(image_rate_cap, model.num_patches)
-  masks_text = "mlm" in objectives or "gmlm" in objectives
-  masks_image = "mim" in objectives or "gmim" in objectives
+  masks_text = any(OBJECTIVES_BY_NAME[name].masks == "text" for name in objectives)
+  masks_image = any(OBJECTIVES_BY_NAME[name].masks == "image" for name in objectives)
   contrastive_views = (tuple(view.strip() for view in config.contrastive.views.split(",")
                              if view.strip()) if "contrastive" in objectives else ())
 
@@ -125,7 +193,7 @@ def make_objective_fns(model: ItemModel, config) -> ObjectiveFns:
   def prepare(batch, rng):
     """ITM pairing and masking draws: what the encoder sees and what the heads predict."""
     itm_rng, mask_rng = jax.random.split(rng)
-    batch = restrict_modalities(batch, modalities)
+    batch = batch_lib.keep_modalities(batch, modalities)
     batch_size = batch["text_tokens"].shape[0]
     valid = batch["valid"].astype(jnp.float32)
     images, has_image = batch["image"], batch["has_image"]
@@ -155,36 +223,15 @@ def make_objective_fns(model: ItemModel, config) -> ObjectiveFns:
 
   def head_losses(params, sequence_states, targets):
     """Every enabled objective's loss from the encoder's output states."""
-    cls_state = sequence_states[:, 0]
-
     def head(method, *args):
       return model.apply({"params": params}, *args, method=method)
 
     metrics, losses = {}, {}
-    if "itm" in objectives:
-      logits = head(ItemModel.itm_logits, cls_state)
-      per_example = optax.softmax_cross_entropy_with_integer_labels(logits, targets["matched"])
-      losses["itm"] = _weighted_mean(per_example, targets["itm_weights"])
-      metrics["itm_accuracy"] = _weighted_mean(
-          (logits.argmax(-1) == targets["matched"]).astype(jnp.float32), targets["itm_weights"])
-    if "mlm" in objectives:
-      token_states = _gather_slots(sequence_states, targets["text_positions"])
-      losses["mlm"], metrics["mlm_accuracy"] = _token_prediction(
-          head(ItemModel.mlm_logits, token_states), targets["text_targets"],
-          targets["text_weights"])
-    if "gmlm" in objectives:
-      losses["gmlm"], metrics["gmlm_accuracy"] = _token_prediction(
-          head(ItemModel.gmlm_logits, cls_state, targets["text_positions"]),
-          targets["text_targets"], targets["text_weights"])
-    if "mim" in objectives:
-      patch_states = _gather_slots(sequence_states,
-                                   model.max_text_len + targets["patch_positions"])
-      losses["mim"] = _pixel_regression(head(ItemModel.mim_pixels, patch_states),
-                                        targets["pixel_targets"], targets["patch_weights"])
-    if "gmim" in objectives:
-      losses["gmim"] = _pixel_regression(
-          head(ItemModel.gmim_pixels, cls_state, targets["patch_positions"]),
-          targets["pixel_targets"], targets["patch_weights"])
+    for name in objectives:
+      loss_fn = OBJECTIVES_BY_NAME[name].loss
+      if loss_fn is not None:
+        losses[name], extra = loss_fn(head, model, sequence_states, targets)
+        metrics.update(extra)
 
     total = sum(config.loss_weights[name] * losses[name] for name in objectives
                 if name in losses)
@@ -212,7 +259,7 @@ def make_objective_fns(model: ItemModel, config) -> ObjectiveFns:
                    images=None, has_image=jnp.zeros_like(batch["has_image"])),
               batch["has_title"].astype(jnp.float32) * valid)
     if view == "image":  # The photo alone: `[CLS] [SEP]` and the patches.
-      empty = remove_titles(batch["text_tokens"][:, :2], batch["text_mask"][:, :2])
+      empty = batch_lib.remove_titles(batch["text_tokens"][:, :2], batch["text_mask"][:, :2])
       images = batch["image"]
       if config.contrastive.image_crop_min_scale < 1.0:
         images = augment.random_resized_crops(rng, images,
@@ -248,7 +295,7 @@ def make_objective_fns(model: ItemModel, config) -> ObjectiveFns:
     total, metrics = head_losses(params, encoded["sequence_states"], targets)
     if "contrastive" in objectives:
       contrastive, accuracy = contrastive_loss(
-          params, encoded["cls_state"], restrict_modalities(batch, modalities), targets,
+          params, encoded["cls_state"], batch_lib.keep_modalities(batch, modalities), targets,
           view_rng)
       total = total + config.loss_weights.contrastive * contrastive
       metrics.update(contrastive_loss=contrastive, contrastive_accuracy=accuracy, loss=total)

@@ -18,6 +18,7 @@ import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from item_jax import batch as batch_lib
 from item_jax import objectives, sharding
 from item_jax.model import ItemModel
 
@@ -43,28 +44,10 @@ def make_optimizer(config) -> optax.GradientTransformation:
                   weight_decay=optimizer_config.weight_decay, mask=decay_mask))
 
 
-def dummy_model_inputs(model: ItemModel, batch_size: int = 1) -> tuple:
-  return (jnp.zeros((batch_size, model.max_text_len), jnp.int32),
-          jnp.ones((batch_size, model.max_text_len), jnp.int32),
-          jnp.zeros((batch_size, model.image_size, model.image_size, 3), jnp.float32),
-          jnp.ones((batch_size,), jnp.int32))
-
-
 def initial_params(model: ItemModel, seed: int) -> dict:
   """The parameters a run with `config.seed = seed` starts from (the untrained encoder)."""
-  boxed = model.init({"params": jax.random.key(seed)}, *dummy_model_inputs(model))
+  boxed = model.init({"params": jax.random.key(seed)}, *batch_lib.dummy_model_inputs(model))
   return nn.unbox(boxed)["params"]
-
-
-def abstract_batch(model: ItemModel, global_batch_size: int, batch_sharding=None) -> dict:
-  """ShapeDtypeStructs of the batch dict of docs/design.md."""
-  b, length, size = global_batch_size, model.max_text_len, model.image_size
-  shapes = dict(image=((b, size, size, 3), jnp.float32), has_image=((b,), jnp.int32),
-                text_tokens=((b, length), jnp.int32), text_mask=((b, length), jnp.int32),
-                has_title=((b,), jnp.int32), group_index=((b,), jnp.int32),
-                category_index=((b,), jnp.int32), valid=((b,), jnp.int32))
-  return {key: jax.ShapeDtypeStruct(shape, dtype, sharding=batch_sharding)
-          for key, (shape, dtype) in shapes.items()}
 
 
 @dataclasses.dataclass
@@ -82,7 +65,7 @@ class TrainSetup:
 def build_train_setup(model: ItemModel, config, mesh: Mesh) -> TrainSetup:
   """Abstract state, shardings and a jitted, sharded initialiser."""
   optimizer = make_optimizer(config)
-  inputs = dummy_model_inputs(model)
+  inputs = batch_lib.dummy_model_inputs(model)
 
   def init_params_boxed(rng):
     return model.init({"params": rng}, *inputs)["params"]
@@ -143,6 +126,7 @@ def make_train_step(setup: TrainSetup, config) -> Callable:
 def compile_train_step(setup: TrainSetup, config) -> jax.stages.Compiled:
   """Lowers and compiles the step once for the config's global batch."""
   jitted = make_train_step(setup, config)
-  batch = abstract_batch(setup.model, config.global_batch_size, setup.batch_sharding)
+  batch = batch_lib.abstract_batch(setup.model, config.global_batch_size,
+                                   setup.batch_sharding)
   with jax.set_mesh(setup.mesh), nn.logical_axis_rules(sharding.LOGICAL_AXIS_RULES):
     return jitted.lower(setup.abstract_state, batch).compile()

@@ -23,5 +23,5 @@ fi
 "${peer_python}" "${peer_script}" --hidden 256 --layers 4 --heads 4 --mlp 1024 --image 64 \
   --patch 8 --text 32 --vocab 8000 --batch 32 --steps "${steps}"
 # The peer trains ViLT's objectives only: compare with ITEm's five (no contrastive views).
-.venv/bin/python -m item_jax.bench train --config configs/tiny.py --steps "${steps}" \
+.venv/bin/python -m item_jax.cli.bench train --config configs/tiny.py --steps "${steps}" \
   --config.objectives=itm,mlm,mim,gmlm,gmim 2>/dev/null

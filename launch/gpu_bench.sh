@@ -56,8 +56,8 @@ else
   mkdir -p "$(dirname "${out}")"
 fi
 python=.venv/bin/python
-train=("${python}" -m item_jax.bench train --config configs/base.py --steps "${steps}"
+train=("${python}" -m item_jax.cli.bench train --config configs/base.py --steps "${steps}"
        "--config.global_batch_size=${batch}" "--config.objectives=itm,mlm,mim,gmlm,gmim")
 bench "${train[@]}"
 bench "${train[@]}" --config.model.attention_implementation=cudnn
-bench "${python}" -m item_jax.bench input --config configs/base.py --batches 100
+bench "${python}" -m item_jax.cli.bench input --config configs/base.py --batches 100

@@ -11,10 +11,10 @@ usage() {
 Usage: bash launch/local.sh [--dry-run] COMMAND [ARGS...]
 
 Commands:
-  demo [ARGS]   python -m item_jax.main_job --workdir runs/demo ARGS
+  demo [ARGS]   python -m item_jax.cli.main_job --workdir runs/demo ARGS
                 (default catalog -> shards -> configs/demo.py training -> evaluation)
   test [ARGS]   python -m pytest tests -q ARGS
-  train ARGS    python -m item_jax.train ARGS, e.g.
+  train ARGS    python -m item_jax.cli.train ARGS, e.g.
                 train --config configs/tiny.py:runlocal --workdir runs/tiny \
                       --config.data.dir runs/demo/shards
 
@@ -50,7 +50,7 @@ main() {
   fi
   local python=".venv/bin/python" setup=(bash launch/setup_env.sh)
   case "${command}" in
-    demo) set -- "${python}" -m item_jax.main_job --workdir runs/demo "$@" ;;
+    demo) set -- "${python}" -m item_jax.cli.main_job --workdir runs/demo "$@" ;;
     test) setup+=(--dev); set -- "${python}" -m pytest tests -q "$@" ;;
     train)
       if (($# == 0)); then
@@ -58,7 +58,7 @@ main() {
         usage >&2
         exit 2
       fi
-      set -- "${python}" -m item_jax.train "$@" ;;
+      set -- "${python}" -m item_jax.cli.train "$@" ;;
     -h|--help) usage; exit 0 ;;
     *)
       echo "local.sh: unknown command '${command}'" >&2

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Trains item_jax on a Cloud TPU VM or pod slice: creates (or reuses) the TPU, ships the
-# code to every worker, sets each one up and runs the same `python -m item_jax.train`
+# code to every worker, sets each one up and runs the same `python -m item_jax.cli.train`
 # command on all of them. JAX finds the pod by itself (jax.distributed.initialize() with no
 # arguments), so no coordinator flags are passed.
 set -euo pipefail
@@ -15,7 +15,7 @@ usage() {
   cat <<'EOF'
 Usage: bash launch/tpu_pod.sh --name NAME --zone ZONE [options] -- TRAIN_ARGS...
 
-Everything after -- goes to `python -m item_jax.train` on every worker, e.g.
+Everything after -- goes to `python -m item_jax.cli.train` on every worker, e.g.
   bash launch/tpu_pod.sh --name item-v4 --zone us-central2-b --accelerator_type v4-32 \
       -- --config configs/base.py --workdir gs://BUCKET/runs/base \
          --config.data.dir gs://BUCKET/shards
@@ -217,7 +217,7 @@ ship_data() {
 # The command each worker runs: train, log to a file, and stream only worker 0's output.
 worker_train_command() {
   local train
-  train="$(quote_command .venv/bin/python -m item_jax.train "${train_args[@]}")"
+  train="$(quote_command .venv/bin/python -m item_jax.cli.train "${train_args[@]}")"
   echo "cd ${remote_dir} && mkdir -p logs && \
 worker=\$(curl -sf -H Metadata-Flavor:Google ${METADATA_WORKER_URL} || echo 0) && \
 if [ \"\$worker\" = 0 ]; then ${train} 2>&1 | tee logs/train.log; exit \"\${PIPESTATUS[0]}\"; \

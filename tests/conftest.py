@@ -17,9 +17,10 @@ def small_config(**overrides):
   contrastive extension ask for it (`objectives=DEFAULT_OBJECTIVES`), which keeps the many
   plumbing tests at one encoder pass a step.
   """
-  from item_jax import config_defaults  # pylint: disable=g-import-not-at-top
+  from item_jax import objectives  # pylint: disable=g-import-not-at-top
+  from item_jax.configs import defaults as config_defaults  # pylint: disable=g-import-not-at-top
   config = config_defaults.default_config()
-  config.objectives = config_defaults.ITEM_OBJECTIVES
+  config.objectives = objectives.ITEM_OBJECTIVES
   config.model.update(image_size=32, patch_size=8, max_text_len=16, vocab_size=512,
                       num_layers=2, hidden_dim=64, num_heads=4, mlp_dim=128, embed_dim=32)
   config.global_batch_size = 16
@@ -36,7 +37,8 @@ def small_config(**overrides):
 @pytest.fixture(scope="session")
 def catalog_shards(tmp_path_factory):
   """The embedded catalog (48 products x 3 listings), converted once per session."""
-  from item_jax.data import convert, synthetic_catalog  # pylint: disable=g-import-not-at-top
+  from item_jax.catalogs import synthetic as synthetic_catalog
+  from item_jax.data import convert  # pylint: disable=g-import-not-at-top
   root = tmp_path_factory.mktemp("catalog")
   manifest = synthetic_catalog.generate_catalog(root / "catalog", num_products=48,
                                                 listings_per_product=3, image_size=48)
@@ -49,8 +51,8 @@ def catalog_shards(tmp_path_factory):
 @pytest.fixture(scope="session")
 def trained_workdir(catalog_shards, tmp_path_factory):
   """A small model trained for 6 steps on `catalog_shards` (checkpoint at step 6)."""
-  from item_jax import trainer  # pylint: disable=g-import-not-at-top
+  from item_jax import train_loop  # pylint: disable=g-import-not-at-top
   workdir = str(tmp_path_factory.mktemp("run"))
-  trainer.train_and_evaluate(small_config(total_steps=6, **{"data.dir": catalog_shards}),
+  train_loop.train_and_evaluate(small_config(total_steps=6, **{"data.dir": catalog_shards}),
                              workdir)
   return workdir

@@ -1,8 +1,12 @@
 """Helpers for tests that run item_jax in child processes (multi-process, preemption)."""
 
+import os
 import socket
 import subprocess
+import sys
 import time
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def free_port() -> int:
@@ -26,3 +30,13 @@ def wait_for(processes: list[subprocess.Popen], timeout: float) -> list[int]:
         process.kill()
         process.wait()
   return [process.returncode for process in processes]
+
+
+def run_cli(command: str, args: list[str], *, cwd: str = REPO_ROOT,
+            timeout: float = 300) -> subprocess.CompletedProcess:
+  """Runs `python -m item_jax.cli.COMMAND ARGS` on one CPU device; captures its output."""
+  env = dict(os.environ, JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2",
+             PYTHONPATH=REPO_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""))
+  env.pop("XLA_FLAGS", None)
+  return subprocess.run([sys.executable, "-m", f"item_jax.cli.{command}", *args], cwd=cwd,
+                        env=env, capture_output=True, text=True, timeout=timeout, check=False)

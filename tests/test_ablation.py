@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from item_jax import ablation
+from item_jax.cli import ablation
 
 SMALL = {"model.image_size": 32, "model.patch_size": 8, "model.max_text_len": 16,
          "model.vocab_size": 512, "model.num_layers": 1, "model.hidden_dim": 32,

@@ -4,7 +4,8 @@ import jax
 import numpy as np
 
 from conftest import small_config
-from item_jax.benchmarks import train_throughput
+from item_jax import batch as batch_lib
+from item_jax import profiling
 from item_jax.model import ItemModel, model_from_config
 
 
@@ -19,7 +20,7 @@ def test_xla_attention_matches_the_default():
   forced = small_config(**{"model.attention_implementation": "xla"})
   assert model_from_config(forced.model).attention_implementation == "xla"
   assert model_from_config(default.model).attention_implementation is None
-  batch = train_throughput.random_batch(default.model, 4)
+  batch = batch_lib.random_batch(default.model, 4)
   model = model_from_config(default.model)
   params = model.init(jax.random.key(0), batch["text_tokens"], batch["text_mask"],
                       batch["image"], batch["has_image"], method=ItemModel.embed)["params"]
@@ -28,6 +29,6 @@ def test_xla_attention_matches_the_default():
 
 
 def test_mfu_peaks_are_found_by_device_kind():
-  assert train_throughput.peak_bf16_tflops("NVIDIA H200") == 989.0
-  assert train_throughput.peak_bf16_tflops("TPU v4") == 275.0
-  assert train_throughput.peak_bf16_tflops("cpu") is None
+  assert profiling.peak_bf16_tflops("NVIDIA H200") == 989.0
+  assert profiling.peak_bf16_tflops("TPU v4") == 275.0
+  assert profiling.peak_bf16_tflops("cpu") is None

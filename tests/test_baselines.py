@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from item_jax import evaluate
-from item_jax.evaluation import baselines, retrieval
+from item_jax import checkpoint
+from item_jax.evaluation import baselines, protocol, retrieval
 
 
 def _listings(titles, colours):
@@ -82,9 +82,8 @@ def test_a_removed_modality_leaves_a_baseline_nothing_to_match():
 
 
 def test_evaluation_reports_every_reference_row(trained_workdir, catalog_shards, tmp_path):
-  from item_jax import export  # pylint: disable=g-import-not-at-top
-  config, params, _ = export.restore_trained_params(trained_workdir)
-  metrics = evaluate.evaluate_params(params, config, catalog_shards, out_dir=str(tmp_path))
+  config, params, _ = checkpoint.restore_trained_params(trained_workdir)
+  metrics = protocol.evaluate_params(params, config, catalog_shards, out_dir=str(tmp_path))
   references = metrics["references"]
   assert list(references) == ["untrained", "title_tfidf", "colour_histogram",
                               "tfidf+histogram"]
@@ -98,7 +97,7 @@ def test_evaluation_reports_every_reference_row(trained_workdir, catalog_shards,
   assert tfidf["retrieval_no_image"]["recall@1"] == tfidf["retrieval"]["recall@1"]
   assert histogram["retrieval_no_title"]["recall@1"] == histogram["retrieval"]["recall@1"]
   assert tfidf["retrieval"]["recall@1"] > 0.5   # Titles name the product here.
-  summary = evaluate.format_summary(metrics)
+  summary = protocol.format_summary(metrics)
   for name in ("trained", *references):
     assert name in summary
   assert "vs untrained: R@1" in summary and "vs title TF-IDF: R@1" in summary

@@ -16,8 +16,8 @@ import pytest
 import numpy as np
 
 from conftest import small_config
-from item_jax import checkpoint, sharding, train_step, trainer
-from item_jax.benchmarks.train_throughput import random_batch
+from item_jax import checkpoint, profiling, sharding, train_step, train_loop
+from item_jax.batch import random_batch
 from item_jax.model import model_from_config
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -64,12 +64,12 @@ def test_checkpoint_from_data_mesh_restores_onto_fsdp_tensor_mesh(tmp_path):
   jax.tree.map(lambda want, got: np.testing.assert_array_equal(got, want),
                saved, jax.device_get(restored))
 
-  state_memory = trainer.state_memory_summary(mesh_setup.abstract_state)
+  state_memory = profiling.state_memory_summary(mesh_setup.abstract_state)
   per_device, total = map(float, re.search(r"params ([\d.]+)MiB of ([\d.]+)MiB",
                                            state_memory).groups())
   assert 0 < per_device < total / 2, state_memory  # Sharded 2 x 4 ways, small leaves whole.
   assert re.match(r"peak [\d.]+MiB, arguments [\d.]+MiB, outputs .* temporaries",
-                  trainer.memory_summary(mesh_step.memory_analysis()))
+                  profiling.memory_summary(mesh_step.memory_analysis()))
 
   continued, mesh_metrics = _step(mesh_setup, mesh_step, restored, seed=2)
   assert int(continued["step"]) == 3
@@ -175,7 +175,7 @@ def test_a_failed_save_stops_the_run_and_leaves_the_last_checkpoint_restorable(
                         **{"data.dir": catalog_shards})
   workdir = str(tmp_path / "run")
   with pytest.raises(checkpoint.CheckpointWriteError) as raised:
-    trainer.train_and_evaluate(config, workdir)
+    train_loop.train_and_evaluate(config, workdir)
   message = str(raised.value)
   assert "writing step 6" in message and "No space left on device" in message
   assert "last complete checkpoint, step 4, is intact" in message
@@ -191,4 +191,4 @@ def test_a_failed_save_stops_the_run_and_leaves_the_last_checkpoint_restorable(
   assert int(state["step"]) == 4 and position["next_batch"] == 4
   assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(state["params"]))
   # With the disk writable again, the rerun resumes there and finishes.
-  assert trainer.train_and_evaluate(config, workdir)["step"] == 10
+  assert train_loop.train_and_evaluate(config, workdir)["step"] == 10

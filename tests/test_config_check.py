@@ -61,7 +61,7 @@ def test_tensor_axis_must_divide_heads():
 
 def test_train_cli_fails_at_start_up_naming_the_field(tmp_path):
   result = subprocess.run(
-      [sys.executable, "-m", "item_jax.train", "--config", "configs/tiny.py",
+      [sys.executable, "-m", "item_jax.cli.train", "--config", "configs/tiny.py",
        "--workdir", str(tmp_path), "--config.model.patch_size=7"],
       cwd=REPO, capture_output=True, text=True, timeout=120,
       env=dict(os.environ, JAX_PLATFORMS="cpu"))
@@ -69,3 +69,24 @@ def test_train_cli_fails_at_start_up_naming_the_field(tmp_path):
   assert "config.model.patch_size" in result.stderr
   assert "does not divide image size 64" in result.stderr
   assert not os.path.exists(tmp_path / "checkpoints")
+
+
+def test_shipped_configs_load_by_name_and_by_path_alike(tmp_path, monkeypatch):
+  from item_jax import configs  # pylint: disable=g-import-not-at-top
+  monkeypatch.chdir(tmp_path)  # Names resolve from any working directory.
+  by_name = configs.load_config("tiny.py:runlocal")
+  by_path = configs.load_config(os.path.join(configs.PACKAGE_DIR, "tiny.py") + ":runlocal")
+  assert by_name.to_dict() == by_path.to_dict() and by_name.total_steps == 20
+  assert configs.load_config("ablation.py:no_global").objectives == "itm,mlm,mim,contrastive"
+  with pytest.raises(FileNotFoundError, match="shipped configs"):
+    configs.load_config("nope.py")
+
+
+def test_config_checks_and_console_read_the_table_of_objectives():
+  from item_jax import metrics_logger, objectives  # pylint: disable=g-import-not-at-top
+  for objective in objectives.OBJECTIVES:
+    assert set(objective.metrics) <= set(metrics_logger.CONSOLE_KEYS)
+    for modality in objective.needs:
+      other = "image" if modality == "text" else "text"
+      with pytest.raises(config_check.ConfigError, match=f"{objective.name} needs the {modality}"):
+        config_check.check_config(small_config(objectives=objective.name, modalities=other))

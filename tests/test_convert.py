@@ -10,8 +10,10 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
-from item_jax import convert as convert_cli
+from subprocess_utils import run_cli
+
 from item_jax.data import convert
+from item_jax.data import dataset_info
 from item_jax.data import image_io
 from item_jax.data import manifest
 from item_jax.data import tokenizer
@@ -153,7 +155,7 @@ def converted(tmp_path_factory):
 
 def read_examples(out_dir, split):
   examples = []
-  for path in convert.split_file_paths(out_dir, split):
+  for path in dataset_info.split_file_paths(out_dir, split):
     for record in tf.data.TFRecordDataset(path):
       parsed = tf.io.parse_single_example(record, FEATURE_SPEC)
       parsed["title_tokens"] = tf.sparse.to_dense(parsed["title_tokens"])
@@ -162,13 +164,13 @@ def read_examples(out_dir, split):
 
 
 def read_all_examples(out_dir):
-  return {split: read_examples(out_dir, split) for split in convert.SPLITS}
+  return {split: read_examples(out_dir, split) for split in dataset_info.SPLITS}
 
 
 def test_good_listings_kept_and_each_bad_one_rejected_with_its_reason(converted):
   catalog, _, out_dir, info = converted
 
-  with open(os.path.join(out_dir, convert.REJECTS_FILE)) as rejects_file:
+  with open(os.path.join(out_dir, dataset_info.REJECTS_FILE)) as rejects_file:
     rejects = [json.loads(line) for line in rejects_file]
   kept_ids = [example["id"].decode() for examples in read_all_examples(out_dir).values()
               for example in examples]
@@ -200,11 +202,11 @@ def test_product_groups_never_span_two_splits(converted):
   for split, examples in read_all_examples(out_dir).items():
     for example in examples:
       splits_of_group[example["group_index"]].add(split)
-  assert all(info["splits"][split]["num_examples"] > 0 for split in convert.SPLITS)
+  assert all(info["splits"][split]["num_examples"] > 0 for split in dataset_info.SPLITS)
   assert all(len(splits) == 1 for splits in splits_of_group.values())
   assert len(splits_of_group) == info["num_groups"]
   assert sorted(splits_of_group) == list(range(info["num_groups"]))
-  assert sum(info["splits"][split]["num_examples"] for split in convert.SPLITS) == \
+  assert sum(info["splits"][split]["num_examples"] for split in dataset_info.SPLITS) == \
       info["num_kept"]
 
 
@@ -319,7 +321,7 @@ def test_csv_manifest_with_invalid_utf8_and_bad_rows(tmp_path):
   assert info["num_kept"] == 11
   assert info["cleaned"][manifest.CLEANED_INVALID_UTF8] == 1
   assert info["rejected_by_reason"][manifest.MALFORMED_LINE] == 1
-  with open(tmp_path / "out" / convert.REJECTS_FILE) as rejects_file:
+  with open(tmp_path / "out" / dataset_info.REJECTS_FILE) as rejects_file:
     assert json.loads(rejects_file.readline())["line"] == 13
   titles = {example["id"]: example["title"].decode()
             for examples in read_all_examples(str(tmp_path / "out")).values()
@@ -373,23 +375,24 @@ def test_bad_arguments_and_missing_inputs_raise_clear_errors(converted, tmp_path
     convert.convert_catalog(manifest_path, str(tmp_path / "o"), split_fractions=(0.5, 0.1))
   with pytest.raises(FileNotFoundError, match="does not exist"):
     convert.convert_catalog(str(tmp_path / "absent.jsonl"), str(tmp_path / "o"))
-  with pytest.raises(FileNotFoundError, match="python -m item_jax.convert"):
-    convert.load_dataset_info(str(tmp_path))
+  with pytest.raises(FileNotFoundError, match="python -m item_jax.cli.convert"):
+    dataset_info.load_dataset_info(str(tmp_path))
 
 
-def test_cli_converts_and_prints_the_summary(converted, tmp_path, capsys):
+def test_cli_converts_and_prints_the_summary(converted, tmp_path):
   _, manifest_path, out_dir, info = converted
 
-  exit_code = convert_cli.main([
+  completed = run_cli("convert", [
       "--manifest", manifest_path, "--out", str(tmp_path / "cli"), "--image_size",
       str(IMAGE_SIZE), "--vocab_size", "300", "--seed", "5", "--num_workers", "1",
-      "--max_image_pixels", str(MAX_PIXELS), "--no_progress"])
+      "--max_image_pixels", str(MAX_PIXELS), "--noprogress"])
 
-  printed = capsys.readouterr().out
-  assert exit_code == 0
+  printed = completed.stdout
+  assert completed.returncode == 0, completed.stderr
   assert f"Kept {info['num_kept']} of {info['num_input_listings']}" in printed
   assert "missing_image 1" in printed and "control_characters 1" in printed
-  assert convert.load_dataset_info(str(tmp_path / "cli"))["fingerprint"] == \
+  assert dataset_info.load_dataset_info(str(tmp_path / "cli"))["fingerprint"] == \
       info["fingerprint"]
-  assert convert_cli.main(["--manifest", str(tmp_path / "nope.jsonl"), "--out",
-                           str(tmp_path / "x"), "--no_progress"]) == 1
+  missing = run_cli("convert", ["--manifest", str(tmp_path / "nope.jsonl"), "--out",
+                                str(tmp_path / "x"), "--noprogress"])
+  assert missing.returncode == 1 and "error:" in missing.stderr and "nope.jsonl" in missing.stderr

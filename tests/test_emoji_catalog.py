@@ -15,7 +15,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from item_jax.data import emoji_catalog
+from subprocess_utils import run_cli
+
+from item_jax.catalogs import emoji as emoji_catalog
+from item_jax.catalogs import svg_render
 from item_jax.data import manifest
 
 SANTA_TONES = {"1F3FB": {"unified": "1F385-1F3FB", "image": "1f385-1f3fb.png",
@@ -207,7 +210,7 @@ def test_openmoji_svg_is_rendered_to_png(imported):
 def test_gradient_paint_is_an_error_not_a_guess():
   svg = SQUARE_SVG.replace(b'fill="#D22F27"', b'fill="url(#shine)"')
   with pytest.raises(ValueError, match="unsupported SVG paint server"):
-    emoji_catalog.render_svg(svg)
+    svg_render.render_svg(svg, emoji_catalog.OPENMOJI_PNG_SIZE)
 
 
 def test_import_is_deterministic(tarball_dir, imported, tmp_path):
@@ -231,10 +234,12 @@ def test_missing_tarball_names_the_npm_package(tmp_path):
     emoji_catalog.find_tarballs(tmp_path, ["openmoji"])
 
 
-def test_cli_writes_a_manifest_the_converter_reader_accepts(tarball_dir, tmp_path, capsys):
+def test_cli_writes_a_manifest_the_converter_reader_accepts(tarball_dir, tmp_path):
   out_dir = tmp_path / "emoji"
-  assert emoji_catalog.main(["--out", str(out_dir), "--tarball_dir", str(tarball_dir)]) == 0
-  printed = capsys.readouterr().out
+  completed = run_cli("build_emoji_catalog", ["--out", str(out_dir), "--tarball_dir",
+                                              str(tarball_dir)])
+  assert completed.returncode == 0, completed.stderr
+  printed = completed.stdout
   assert "10 listings" in printed and "1 skipped" in printed
   contents = manifest.read_manifest(str(out_dir / emoji_catalog.MANIFEST_NAME))
   assert contents.rejects == []
@@ -244,7 +249,7 @@ def test_cli_writes_a_manifest_the_converter_reader_accepts(tarball_dir, tmp_pat
 
 def test_path_parser_reads_arc_flags_run_into_the_next_number():
   # "1110,0" is large-arc 1, sweep 1, then the end point 10,0.
-  points, closed = emoji_catalog.parse_path_data("M0,0 a10,10 0 1110,0 Z")[0]
+  points, closed = svg_render.parse_path_data("M0,0 a10,10 0 1110,0 Z")[0]
   assert closed
   assert points[-1] == pytest.approx((10.0, 0.0))
   # The large arc of a radius-10 circle over a chord of 10 reaches 10 + sqrt(75) away.
@@ -255,7 +260,7 @@ def test_even_odd_fill_leaves_a_hole():
   ring = (b'<svg viewBox="0 0 72 72" xmlns="http://www.w3.org/2000/svg">'
           b'<path fill="#0000FF" fill-rule="evenodd" d="M6,36a30,30 0 1,0 60,0'
           b'a30,30 0 1,0 -60,0z M26,36a10,10 0 1,1 20,0a10,10 0 1,1 -20,0z"/></svg>')
-  pixels = np.asarray(emoji_catalog.render_svg(ring))
+  pixels = np.asarray(svg_render.render_svg(ring, emoji_catalog.OPENMOJI_PNG_SIZE))
   assert tuple(pixels[36, 10]) == (0, 0, 255, 255)  # On the ring.
   assert pixels[36, 36, 3] == 0  # In the hole.
 

@@ -5,13 +5,14 @@ import os
 
 import numpy as np
 
-from item_jax import evaluate, export
+from item_jax import checkpoint
+from item_jax.evaluation import protocol
 
 
 def test_evaluate_writes_metrics_report_and_plots(trained_workdir, catalog_shards, tmp_path):
-  config, params, _ = export.restore_trained_params(trained_workdir)
+  config, params, _ = checkpoint.restore_trained_params(trained_workdir)
   out = str(tmp_path / "eval")
-  metrics = evaluate.evaluate_params(params, config, catalog_shards, out_dir=out)
+  metrics = protocol.evaluate_params(params, config, catalog_shards, out_dir=out)
   for section in ("retrieval", "retrieval_no_title", "retrieval_no_image", "linear_probe",
                   "knn", "modality_balance"):
     assert section in metrics, section
@@ -28,12 +29,12 @@ def test_evaluate_writes_metrics_report_and_plots(trained_workdir, catalog_shard
     with open(os.path.join(out, name), "rb") as f:
       head = f.read(8)
     assert head if name.endswith(".md") else head == b"\x89PNG\r\n\x1a\n", name
-  assert "same-product search" in evaluate.format_summary(metrics)
+  assert "same-product search" in protocol.format_summary(metrics)
 
 
 def test_removed_modalities_change_the_query_embeddings(trained_workdir, catalog_shards):
-  config, params, _ = export.restore_trained_params(trained_workdir)
-  split = evaluate.embed_split(params, config, catalog_shards, "test")
+  config, params, _ = checkpoint.restore_trained_params(trained_workdir)
+  split = protocol.embed_split(params, config, catalog_shards, "test")
   assert split.full.shape == split.without_title.shape == split.without_image.shape
   assert np.abs(split.full - split.without_title).max() > 1e-4
   assert np.abs(split.full - split.without_image).max() > 1e-4
@@ -41,7 +42,7 @@ def test_removed_modalities_change_the_query_embeddings(trained_workdir, catalog
 
 
 def test_validation_evaluator_returns_flat_floats(trained_workdir, catalog_shards):
-  config, params, _ = export.restore_trained_params(trained_workdir)
-  metrics = evaluate.make_validation_evaluator(config, catalog_shards)(params, 6)
+  config, params, _ = checkpoint.restore_trained_params(trained_workdir)
+  metrics = protocol.make_validation_evaluator(config, catalog_shards)(params, 6)
   assert "retrieval.recall@1" in metrics and "retrieval_no_image.recall@1" in metrics
   assert all(isinstance(v, float) for v in metrics.values())

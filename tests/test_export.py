@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import item_jax
-from item_jax import export
+from item_jax import checkpoint, export
 from item_jax.data import input_pipeline
 from item_jax.model import ItemModel, model_from_config
 
@@ -16,7 +16,7 @@ from item_jax.model import ItemModel, model_from_config
 @pytest.mark.parametrize("dtype, tolerance", [("float32", 1e-5), ("bfloat16", 3e-2)])
 def test_exported_embeddings_match_training(trained_workdir, catalog_shards, tmp_path, dtype,
                                             tolerance):
-  config, params, step = export.restore_trained_params(trained_workdir)
+  config, params, step = checkpoint.restore_trained_params(trained_workdir)
   assert step == 6
   out = str(tmp_path / "export")
   info = export.export_model(trained_workdir, out, dtype=dtype)
@@ -85,7 +85,7 @@ def test_missing_export_files_give_a_clear_error(tmp_path):
 
 def test_embed_manifest_handles_missing_modalities_and_rejects_broken_images(
     trained_workdir, tmp_path):
-  from item_jax import embed  # pylint: disable=g-import-not-at-top
+  from item_jax.cli import embed  # pylint: disable=g-import-not-at-top
   out = str(tmp_path / "export")
   export.export_model(trained_workdir, out)
   from PIL import Image  # pylint: disable=g-import-not-at-top

@@ -8,7 +8,9 @@ import pytest
 import tensorflow as tf
 from jax.sharding import NamedSharding, PartitionSpec
 
-from item_jax import config_check, config_defaults, sharding
+from item_jax import batch as batch_lib
+from item_jax import config_check, sharding
+from item_jax.configs import defaults as config_defaults
 from item_jax.benchmarks import input_throughput
 from item_jax.data import input_pipeline
 from item_jax.data import tokenizer
@@ -84,7 +86,7 @@ def test_list_split_files_sorted_and_missing_split_names_dir(data_dir):
 
 def test_batch_keys_dtypes_and_shapes(data_dir):
   batch = next(_host_dataset(data_dir).as_numpy_iterator())
-  assert set(batch) == set(input_pipeline.BATCH_KEYS)
+  assert set(batch) == set(batch_lib.BATCH_KEYS)
   assert batch["image"].shape == (4, IMAGE_SIZE, IMAGE_SIZE, 3)
   assert batch["image"].dtype == np.float32
   for key in ("text_tokens", "text_mask"):
@@ -131,7 +133,7 @@ def test_start_batch_resumes_the_same_sequence(data_dir, start_batch):
   fresh = _take_batches(_host_dataset(data_dir), start_batch + 4)
   resumed = _take_batches(_host_dataset(data_dir, start_batch=start_batch), 4)
   for expected, actual in zip(fresh[start_batch:], resumed, strict=True):
-    for key in input_pipeline.BATCH_KEYS:
+    for key in batch_lib.BATCH_KEYS:
       np.testing.assert_array_equal(expected[key], actual[key], err_msg=key)
 
 
@@ -152,7 +154,7 @@ def test_eval_pads_last_batch_and_returns_every_id_once(data_dir):
   all_ids = [listing_id for _, ids in batches for listing_id in ids]
   assert sorted(all_ids) == sorted(f"item-{i}" for i in range(10))
   for batch, ids in batches:
-    assert set(batch) == set(input_pipeline.BATCH_KEYS)
+    assert set(batch) == set(batch_lib.BATCH_KEYS)
     assert batch["image"].shape == (4, IMAGE_SIZE, IMAGE_SIZE, 3)
     valid_rows = batch["valid"] == 1
     assert [f"item-{i}" for i in batch["group_index"][valid_rows]] == ids
@@ -193,7 +195,7 @@ def test_global_iterator_builds_sharded_arrays(data_dir):
   expected = _take_batches(_host_dataset(data_dir, host_batch_size=8, shuffle_buffer=8,
                                          seed=config.seed), 4)[1:]
   for batch, host_batch in zip(batches, expected, strict=True):
-    assert set(batch) == set(input_pipeline.BATCH_KEYS)
+    assert set(batch) == set(batch_lib.BATCH_KEYS)
     for key, array in batch.items():
       assert isinstance(array, jax.Array)
       assert array.sharding == sharding, key
@@ -240,7 +242,7 @@ def test_global_batch_concatenates_the_streams_in_order(data_dir):
                                          seed=config.seed, process_index=stream,
                                          process_count=2), 3) for stream in range(2)]
   for index, batch in enumerate(batches):
-    for key in input_pipeline.BATCH_KEYS:
+    for key in batch_lib.BATCH_KEYS:
       expected = np.concatenate([streams[0][index][key], streams[1][index][key]])
       np.testing.assert_array_equal(batch[key], expected, err_msg=key)
   # The streams are disjoint parts of the split: files 0 and 2 against files 1 and 3.
@@ -256,7 +258,7 @@ def test_stream_order_differs_from_one_stream_and_resumes_exactly(data_dir):
   resumed = _global_batches(config, data_dir, 3, start_step=3)
   assert list(one_stream[0]["group_index"]) != list(fresh[0]["group_index"])
   for expected, actual in zip(fresh[3:], resumed, strict=True):
-    for key in input_pipeline.BATCH_KEYS:
+    for key in batch_lib.BATCH_KEYS:
       np.testing.assert_array_equal(expected[key], actual[key], err_msg=key)
 
 

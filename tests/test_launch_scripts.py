@@ -55,11 +55,11 @@ def test_help_prints_usage(script):
 
 @pytest.mark.parametrize("subcommand, expected", [
     (["demo", "--steps=3"],
-     [".venv/bin/python", "-m", "item_jax.main_job", "--workdir", "runs/demo",
+     [".venv/bin/python", "-m", "item_jax.cli.main_job", "--workdir", "runs/demo",
       "--steps=3"]),
     (["test", "-k", "shard and not slow"],
      [".venv/bin/python", "-m", "pytest", "tests", "-q", "-k", "shard and not slow"]),
-    (["train", *TRAIN_ARGS], [".venv/bin/python", "-m", "item_jax.train", *TRAIN_ARGS]),
+    (["train", *TRAIN_ARGS], [".venv/bin/python", "-m", "item_jax.cli.train", *TRAIN_ARGS]),
 ])
 def test_local_dry_run_prints_setup_then_command(subcommand, expected):
   for args in (["--dry-run", *subcommand], [subcommand[0], "--dry-run", *subcommand[1:]]):
@@ -166,7 +166,7 @@ def test_tpu_pod_dry_run_creates_ships_sets_up_and_trains_on_all_workers():
 
   assert train[4] == "ssh" and "--worker=all" in train
   worker_command = _flag_value(train, "--command")
-  expected_train = shlex.join([".venv/bin/python", "-m", "item_jax.train", *TRAIN_ARGS])
+  expected_train = shlex.join([".venv/bin/python", "-m", "item_jax.cli.train", *TRAIN_ARGS])
   assert expected_train in worker_command
   assert "tee logs/train.log" in worker_command
   assert "--coordinator_address" not in worker_command
@@ -232,7 +232,7 @@ def test_slurm_dry_run_starts_one_process_per_gpu():
   assert _flag_value(srun, "--ntasks") == "8"
   assert _flag_value(srun, "--ntasks-per-node") == "4"
   assert _flag_value(srun, "--nodes") == "2"
-  module = srun.index("item_jax.train")
+  module = srun.index("item_jax.cli.train")
   assert srun[module - 1] == "-m" and srun[module + 1:module + 1 + len(TRAIN_ARGS)] == TRAIN_ARGS
   assert srun[srun.index("--coordinator_address") + 1] == "gpu007:1234"
   assert srun[srun.index("--num_processes") + 1] == "8"
@@ -266,11 +266,11 @@ def test_gpu_bench_dry_run_installs_cuda_jax_then_times_both_attentions_and_the_
   commands = _commands(_run(LAUNCH_DIR / "gpu_bench.sh", "--dry-run", "--steps", "7",
                             "--batch", "64"))
   assert commands[0] == ["bash", "launch/setup_env.sh", "--accelerator", "gpu", "--no-apt"]
-  train = [".venv/bin/python", "-m", "item_jax.bench", "train", "--config", "configs/base.py",
+  train = [".venv/bin/python", "-m", "item_jax.cli.bench", "train", "--config", "configs/base.py",
            "--steps", "7", "--config.global_batch_size=64",
            "--config.objectives=itm,mlm,mim,gmlm,gmim"]
   assert commands[1] == train
   assert commands[2] == train + ["--config.model.attention_implementation=cudnn"]
-  assert commands[3] == [".venv/bin/python", "-m", "item_jax.bench", "input", "--config",
+  assert commands[3] == [".venv/bin/python", "-m", "item_jax.cli.bench", "input", "--config",
                          "configs/base.py", "--batches", "100"]
   assert len(commands) == 4

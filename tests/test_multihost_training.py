@@ -1,9 +1,9 @@
 """Two training processes x 4 CPU devices train (and validate) like one process x 8 devices.
 
 The data order is a function of (seed, config.data.num_streams), not of the process count,
-so `python -m item_jax.train` run as a two-process job (gloo on 127.0.0.1) and an in-process
+so `python -m item_jax.cli.train` run as a two-process job (gloo on 127.0.0.1) and an in-process
 run with the same two streams see the same global batches and log the same losses. The
-helpers here start `item_jax.train` subprocesses for tests/test_preemption.py as well.
+helpers here start `item_jax.cli.train` subprocesses for tests/test_preemption.py as well.
 """
 
 import json
@@ -17,7 +17,8 @@ import numpy as np
 
 import subprocess_utils
 from conftest import small_config
-from item_jax import checkpoint, evaluate, sharding, train_step, trainer
+from item_jax import checkpoint, sharding, train_step, train_loop
+from item_jax.evaluation import protocol
 from item_jax.model import model_from_config
 from subprocess_utils import free_port
 
@@ -49,12 +50,12 @@ def write_config_file(directory: pathlib.Path, config, name: str = "test_config"
 
 def start_training(config_path: str, workdir: pathlib.Path, log_path: pathlib.Path, *,
                    devices: int = 8, extra_args: tuple[str, ...] = ()) -> subprocess.Popen:
-  """Starts `python -m item_jax.train` on `devices` CPU devices, output to `log_path`."""
+  """Starts `python -m item_jax.cli.train` on `devices` CPU devices, output to `log_path`."""
   env = {key: value for key, value in os.environ.items()
          if not key.startswith(("SLURM_", "OMPI_", "TPU_", "JAX_COORDINATOR", "JAX_LOCAL"))}
   env.update(XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
              JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO_ROOT), TF_CPP_MIN_LOG_LEVEL="2")
-  command = [sys.executable, "-m", "item_jax.train", "--config", config_path,
+  command = [sys.executable, "-m", "item_jax.cli.train", "--config", config_path,
              "--workdir", str(workdir), "--alsologtostderr", *extra_args]
   with open(log_path, "w", encoding="utf-8") as log:
     return subprocess.Popen(command, cwd=REPO_ROOT, env=env, stdout=log,
@@ -105,9 +106,9 @@ def test_two_processes_train_like_one(catalog_shards, tmp_path):
   config = small_config(total_steps=5, checkpoint_every_steps=5,
                         **{"data.dir": catalog_shards, "data.num_streams": 2})
   one_process = tmp_path / "one_process"
-  trainer.train_and_evaluate(
+  train_loop.train_and_evaluate(
       config, str(one_process),
-      evaluate_fn=evaluate.make_validation_evaluator(config, catalog_shards))
+      evaluate_fn=protocol.make_validation_evaluator(config, catalog_shards))
 
   two_processes = tmp_path / "two_processes"
   config_path = write_config_file(tmp_path, config)

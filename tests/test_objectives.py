@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from conftest import small_config
-from item_jax import masking, objectives, train_step
-from item_jax.benchmarks.train_throughput import random_batch
+from item_jax import batch as batch_lib
+from item_jax import masking, objectives
+from item_jax.batch import random_batch
 from item_jax.data import tokenizer
 from item_jax.model import ItemModel, model_from_config
 
@@ -15,7 +16,7 @@ from item_jax.model import ItemModel, model_from_config
 def _setup(**overrides):
   config = small_config(**overrides)
   model = model_from_config(config.model)
-  params = model.init(jax.random.key(0), *train_step.dummy_model_inputs(model))["params"]
+  params = model.init(jax.random.key(0), *batch_lib.dummy_model_inputs(model))["params"]
   params = jax.tree.map(lambda x: x.value if hasattr(x, "value") else x, params,
                         is_leaf=lambda x: hasattr(x, "value"))
   batch = {k: jnp.asarray(v) for k, v in random_batch(config.model, 16, seed=1).items()}
@@ -218,7 +219,7 @@ def test_title_only_and_image_only_views_equal_the_masked_full_sequence():
                            None, jnp.zeros_like(batch["has_image"]),
                            method=ItemModel.encode)["cls_state"]
   np.testing.assert_allclose(np.asarray(title_only), np.asarray(full), atol=1e-5)
-  empty = objectives.remove_titles(batch["text_tokens"], batch["text_mask"])
+  empty = batch_lib.remove_titles(batch["text_tokens"], batch["text_mask"])
   masked = model.apply({"params": params}, empty["text_tokens"], empty["text_mask"],
                        batch["image"], batch["has_image"], method=ItemModel.encode)["cls_state"]
   short = model.apply({"params": params}, empty["text_tokens"][:, :2], empty["text_mask"][:, :2],

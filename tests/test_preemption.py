@@ -1,6 +1,6 @@
 """Surviving interruptions: SIGTERM saves and stops, kill -9 resumes exactly, NaNs stop or skip.
 
-`python -m item_jax.train` runs as a subprocess on the embedded catalog and is signalled
+`python -m item_jax.cli.train` runs as a subprocess on the embedded catalog and is signalled
 once metrics.jsonl shows it training; the reruns happen in this process. A resumed run must
 end with the same parameters, bit for bit, as an unbroken run of the same length.
 """
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import small_config
-from item_jax import checkpoint, trainer
+from item_jax import checkpoint, train_loop
 from item_jax.data import input_pipeline
 from test_multihost_training import (LOSS_KEYS, PROCESS_TIMEOUT_SECONDS, process_report,
                                      restore_params, start_training, train_records, wait_for,
@@ -74,7 +74,7 @@ def test_sigterm_saves_the_current_step_and_the_rerun_resumes(catalog_shards, tm
   assert f"Stopped at step {stopped_at} (preemption)" in log_path.read_text(encoding="utf-8")
 
   config.total_steps = stopped_at + 2
-  metrics = trainer.train_and_evaluate(config, str(workdir))
+  metrics = train_loop.train_and_evaluate(config, str(workdir))
   assert metrics["step"] == stopped_at + 2
   steps = [record["step"] for record in train_records(workdir)]
   assert steps == list(range(1, stopped_at + 3))  # Continued, nothing repeated.
@@ -103,7 +103,7 @@ def test_kill_9_at_a_random_step_resumes_to_the_unbroken_result(catalog_shards, 
   resume_step = _latest_step(broken)
   assert 0 < resume_step <= killed_records[-1]["step"] < config.total_steps
 
-  trainer.train_and_evaluate(config, str(broken))
+  train_loop.train_and_evaluate(config, str(broken))
   expected = {record["step"]: record for record in train_records(unbroken)}
   resumed_records = train_records(broken)[len(killed_records):]
   assert [record["step"] for record in resumed_records] == list(
@@ -149,8 +149,8 @@ def test_nonfinite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(
   _poison_step(monkeypatch, poisoned_step=5)
   config = small_config(total_steps=8, checkpoint_every_steps=2,
                         **{"data.dir": catalog_shards})
-  with pytest.raises(trainer.NonFiniteLossError, match=r"at step 5 in .*mim_loss"):
-    trainer.train_and_evaluate(config, str(tmp_path))
+  with pytest.raises(train_loop.NonFiniteLossError, match=r"at step 5 in .*mim_loss"):
+    train_loop.train_and_evaluate(config, str(tmp_path))
   assert _latest_step(tmp_path) == 4
   params = restore_params(config, tmp_path)
   assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(params))
@@ -161,7 +161,7 @@ def test_nonfinite_step_is_skipped_counted_and_training_goes_on(
   _poison_step(monkeypatch, poisoned_step=3)
   config = small_config(total_steps=5, checkpoint_every_steps=1, keep_checkpoints=5,
                         stop_on_nonfinite=False, **{"data.dir": catalog_shards})
-  metrics = trainer.train_and_evaluate(config, str(tmp_path))
+  metrics = train_loop.train_and_evaluate(config, str(tmp_path))
   assert metrics["step"] == 5 and metrics["skipped_steps"] == 1
   records = {record["step"]: record for record in train_records(tmp_path)}
   assert np.isnan(records[3]["mim_loss"]) and records[3]["finite"] == 0.0
@@ -181,4 +181,4 @@ def test_nonfinite_step_is_skipped_counted_and_training_goes_on(
 ])
 def test_resumed_run_keeps_the_checkpoint_stream_count(configured, recorded, chosen):
   config = small_config(**{"data.num_streams": configured})
-  assert trainer.choose_num_streams(config, recorded) == chosen
+  assert input_pipeline.choose_num_streams(config, recorded) == chosen

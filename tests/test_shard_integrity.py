@@ -9,8 +9,8 @@ import sys
 import pytest
 
 from conftest import small_config
-from item_jax import trainer
-from item_jax.data import convert, shard_integrity
+from item_jax import train_loop
+from item_jax.data import dataset_info, shard_integrity
 
 pytestmark = pytest.mark.faults
 
@@ -26,7 +26,7 @@ def shards(catalog_shards, tmp_path):
 
 
 def _train_shard(data_dir):
-  info = convert.load_dataset_info(data_dir)
+  info = dataset_info.load_dataset_info(data_dir)
   return os.path.join(data_dir, info["splits"]["train"]["files"][0])
 
 
@@ -43,14 +43,14 @@ def _truncate(path, fraction=0.6):
 
 
 def _verify(data_dir):
-  result = subprocess.run([sys.executable, "-m", "item_jax.verify", "--data_dir", data_dir],
+  result = subprocess.run([sys.executable, "-m", "item_jax.cli.verify", "--data_dir", data_dir],
                           cwd=REPO, capture_output=True, text=True, timeout=120,
                           env=dict(os.environ, JAX_PLATFORMS="cpu"))
   return result.returncode, result.stdout
 
 
 def test_converter_records_each_shard_size_count_and_checksum(shards):
-  info = convert.load_dataset_info(shards)
+  info = dataset_info.load_dataset_info(shards)
   for split in shard_integrity.SPLITS:
     records = shard_integrity.recorded_shards(info, split)
     assert [record["file"] for record in records] == info["splits"][split]["files"]
@@ -65,7 +65,7 @@ def test_converter_records_each_shard_size_count_and_checksum(shards):
 
 def test_verify_lists_a_zeroed_and_a_truncated_shard_with_the_offset(shards):
   assert _verify(shards)[0] == 0
-  info = convert.load_dataset_info(shards)
+  info = dataset_info.load_dataset_info(shards)
   train_shard = _train_shard(shards)
   size = os.path.getsize(train_shard)
   _zero_bytes(train_shard, [size // 4, size // 2, 3 * size // 4])
@@ -92,7 +92,7 @@ def test_training_refuses_to_start_on_a_truncated_shard(shards, tmp_path):
   _truncate(train_shard)
   config = small_config(total_steps=4, **{"data.dir": shards})
   with pytest.raises(shard_integrity.CorruptShardError) as raised:
-    trainer.train_and_evaluate(config, str(tmp_path / "run"))
+    train_loop.train_and_evaluate(config, str(tmp_path / "run"))
   assert train_shard in str(raised.value)
   assert "dataset_info.json records" in str(raised.value)
   assert not os.path.exists(tmp_path / "run" / "checkpoints")
@@ -108,7 +108,7 @@ def test_a_corrupted_record_stops_training_naming_the_file_offset_and_checkpoint
                         **{"data.dir": shards, "data.shuffle_buffer": 1,
                            "data.prefetch_batches": 0})
   with pytest.raises(shard_integrity.CorruptShardError) as raised:
-    trainer.train_and_evaluate(config, str(tmp_path / "run"))
+    train_loop.train_and_evaluate(config, str(tmp_path / "run"))
   message = str(raised.value)
   assert f"{train_shard}: BROKEN at byte " in message
   assert "corrupted record" in message
@@ -123,7 +123,7 @@ def _records(workdir, split):
 def test_skip_mode_trains_through_a_broken_shard_counts_it_and_resumes_exactly(
     shards, tmp_path):
   train_shard = _train_shard(shards)
-  info = convert.load_dataset_info(shards)
+  info = dataset_info.load_dataset_info(shards)
   recorded = shard_integrity.recorded_shards(info, "train")[0]["records"]
   _zero_bytes(train_shard, [os.path.getsize(train_shard) // 2])
   readable = shard_integrity.scan_shard(train_shard).records
@@ -132,7 +132,7 @@ def test_skip_mode_trains_through_a_broken_shard_counts_it_and_resumes_exactly(
                         **{"data.dir": shards, "data.on_corrupt_record": "skip"})
 
   unbroken = str(tmp_path / "unbroken")
-  trainer.train_and_evaluate(config, unbroken)
+  train_loop.train_and_evaluate(config, unbroken)
   [data_record] = _records(unbroken, "data")
   name = os.path.basename(train_shard)
   assert data_record[f"corrupt_records_left_out.{name}"] == recorded - readable
@@ -142,8 +142,8 @@ def test_skip_mode_trains_through_a_broken_shard_counts_it_and_resumes_exactly(
   assert all(r["corrupt_records_left_out"] == recorded - readable for r in train)
 
   resumed = str(tmp_path / "resumed")
-  assert trainer.train_and_evaluate(config, resumed, stop_at_step=4)["step"] == 4
-  trainer.train_and_evaluate(config, resumed)
+  assert train_loop.train_and_evaluate(config, resumed, stop_at_step=4)["step"] == 4
+  train_loop.train_and_evaluate(config, resumed)
   by_step = {r["step"]: r["loss"] for r in _records(resumed, "train")}
   assert [by_step[step] for step in range(5, 9)] == [r["loss"] for r in train[4:]]
 
@@ -153,4 +153,4 @@ def test_stop_mode_is_the_default_and_a_wrong_value_is_refused(shards, tmp_path)
   assert small_config().data.on_corrupt_record == "stop"
   config = small_config(**{"data.dir": shards, "data.on_corrupt_record": "ignore"})
   with pytest.raises(config_check.ConfigError, match=r"config\.data\.on_corrupt_record"):
-    trainer.train_and_evaluate(config, str(tmp_path / "run"))
+    train_loop.train_and_evaluate(config, str(tmp_path / "run"))

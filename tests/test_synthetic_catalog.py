@@ -9,7 +9,8 @@ import pathlib
 import pytest
 from PIL import Image
 
-from item_jax.data import manifest, synthetic_catalog
+from item_jax.catalogs import synthetic as synthetic_catalog
+from item_jax.data import manifest
 
 
 def _records(manifest_path):

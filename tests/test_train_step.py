@@ -6,7 +6,7 @@ import pytest
 
 from conftest import small_config
 from item_jax import sharding, train_step
-from item_jax.benchmarks.train_throughput import random_batch
+from item_jax.batch import random_batch
 from item_jax.model import model_from_config
 
 

@@ -7,7 +7,8 @@ import jax
 import numpy as np
 
 from conftest import small_config
-from item_jax import checkpoint, config_defaults, trainer
+from item_jax import checkpoint, train_loop
+from item_jax.configs import defaults as config_defaults
 
 DEFAULT_OBJECTIVES = config_defaults.default_config().objectives
 
@@ -20,7 +21,7 @@ def _losses(workdir):
 def test_every_objective_loss_falls(catalog_shards, tmp_path):
   config = small_config(total_steps=80, **{"data.dir": catalog_shards,
                                            "optimizer.learning_rate": 2e-3})
-  trainer.train_and_evaluate(config, str(tmp_path))
+  train_loop.train_and_evaluate(config, str(tmp_path))
   records = _losses(str(tmp_path))
   assert [r["step"] for r in records] == list(range(1, 81))
   for name in ("mlm", "mim", "gmlm", "gmim"):
@@ -39,13 +40,13 @@ def test_resumed_run_reproduces_the_unbroken_run(catalog_shards, tmp_path):
   config = small_config(total_steps=12, checkpoint_every_steps=4,
                         objectives=DEFAULT_OBJECTIVES, **{"data.dir": catalog_shards})
   unbroken = str(tmp_path / "unbroken")
-  trainer.train_and_evaluate(config, unbroken)
+  train_loop.train_and_evaluate(config, unbroken)
   resumed = str(tmp_path / "resumed")
-  stopped = trainer.train_and_evaluate(config, resumed, stop_at_step=6)
+  stopped = train_loop.train_and_evaluate(config, resumed, stop_at_step=6)
   assert stopped["step"] == 6
   assert checkpoint.Checkpointer(os.path.join(resumed, "checkpoints"), save_every_steps=4,
                                  keep=3).latest_step() == 6
-  trainer.train_and_evaluate(config, resumed)
+  train_loop.train_and_evaluate(config, resumed)
   by_step = {r["step"]: r for r in _losses(unbroken)}
   resumed_records = [r for r in _losses(resumed) if r["step"] > 6]
   assert [r["step"] for r in resumed_records] == list(range(7, 13))

@@ -6,14 +6,10 @@ a data directory it writes a synthetic shard set first (JPEGs with the stored sh
 a converter would write for the config).
 
 Run it:
-  python -m item_jax.bench input --config configs/base.py
-  python -m item_jax.benchmarks.input_throughput --config configs/tiny.py [--data_dir DIR]
+  python -m item_jax.cli.bench input --config base.py [--data_dir DIR]
 """
 
-import argparse
-import importlib.util
 import io
-import json
 import os
 import tempfile
 import time
@@ -147,32 +143,3 @@ def _time_batches(dataset: tf.data.Dataset, num_batches: int,
   for _ in range(num_batches):
     next(batches)
   return time.perf_counter() - wall_start, time.process_time() - cpu_start
-
-
-def load_config(config_path: str):
-  """Loads `configs/x.py[:arg]` by calling its `get_config(arg)`."""
-  path, _, arg = config_path.partition(":")
-  spec = importlib.util.spec_from_file_location("item_jax_benchmark_config", path)
-  if spec is None or not os.path.exists(path):
-    raise FileNotFoundError(f"Config file not found: {path}")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(arg or None)
-
-
-def main(argv=None) -> None:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--config", required=True, help="configs/x.py[:arg]")
-  parser.add_argument("--data_dir", default=None, help="shards; default: synthetic")
-  parser.add_argument("--num_batches", type=int, default=50)
-  parser.add_argument("--warmup_batches", type=int, default=5)
-  parser.add_argument("--train_examples_per_s", type=float, default=None)
-  args = parser.parse_args(argv)
-  result = benchmark_input(load_config(args.config), data_dir=args.data_dir,
-                           num_batches=args.num_batches, warmup_batches=args.warmup_batches,
-                           train_examples_per_s=args.train_examples_per_s)
-  print(json.dumps(result, indent=2))
-
-
-if __name__ == "__main__":
-  main()

@@ -1,6 +1,6 @@
 """Can the trainer learn at all? Every objective memorises one fixed batch.
 
-  python -m item_jax.bench memorise --config configs/ablation.py --data_dir runs/demo/shards \
+  python -m item_jax.cli.bench memorise --config configs/ablation.py --data_dir runs/demo/shards \
       [--examples 16 --steps 300]
 
 A few listings are trained on for a few hundred steps with the real step (masks, ITM

@@ -1,6 +1,6 @@
 """Catalog manifest -> sharded TFRecord files, tokenizer, rejects and dataset_info.json.
 
-`convert_catalog` is the library entry point (`python -m item_jax.convert` is its CLI).
+`convert_catalog` is the library entry point (`python -m item_jax.cli.convert` is its CLI).
 The steps, in order:
   1. Read and validate the manifest (`manifest.read_manifest`); bad lines become rejects.
   2. Assign every listing a split from a seeded hash of its product group key (the
@@ -35,7 +35,6 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 import PIL
-from etils import epath
 import sentencepiece
 import tqdm
 
@@ -43,11 +42,9 @@ from item_jax.data import image_io
 from item_jax.data import manifest
 from item_jax.data import shard_integrity
 from item_jax.data import tokenizer
+from item_jax.data.dataset_info import (DATASET_INFO_FILE, DEFAULT_MAX_IMAGE_PIXELS, REJECTS_FILE,
+                                        SPLITS, TOKENIZER_FILE)
 
-SPLITS = ("train", "validation", "test")
-DATASET_INFO_FILE = "dataset_info.json"
-REJECTS_FILE = "rejects.jsonl"
-TOKENIZER_FILE = "tokenizer.model"
 FORMAT_VERSION = 1
 
 REJECT_REASONS = manifest.MANIFEST_REJECT_REASONS + image_io.IMAGE_REJECT_REASONS
@@ -83,7 +80,7 @@ def convert_catalog(manifest_path: str, out_dir: str, *, image_size: int = 256,
                     split_fractions: Sequence[float] = (0.8, 0.1, 0.1), seed: int = 0,
                     num_workers: int | None = None, shard_size_mb: float = 128,
                     allow_empty_titles: bool = False, max_reject_fraction: float = 0.5,
-                    max_image_pixels: int = 50_000_000,
+                    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
                     show_progress: bool = True) -> dict[str, Any]:
   """Converts a JSONL/CSV manifest into `out_dir`; returns the dataset_info dict."""
   split_fractions = tuple(float(fraction) for fraction in split_fractions)
@@ -136,35 +133,6 @@ def convert_catalog(manifest_path: str, out_dir: str, *, image_size: int = 256,
     raise
   _warn_about_empty_splits(info, split_fractions)
   return info
-
-
-def load_dataset_info(data_dir: str) -> dict[str, Any]:
-  """Reads DIR/dataset_info.json (local or cloud storage, e.g. gs://), with a clear error
-  when it is missing or broken."""
-  path = epath.Path(data_dir) / DATASET_INFO_FILE
-  if not path.exists():
-    raise FileNotFoundError(
-        f"{data_dir!r} has no {DATASET_INFO_FILE}: it is not a converted catalog. Convert "
-        f"one with `python -m item_jax.convert --manifest MANIFEST --out {data_dir}`.")
-  try:
-    return json.loads(path.read_text(encoding="utf-8"))
-  except json.JSONDecodeError as error:
-    raise ValueError(f"{str(path)!r} is not valid JSON ({error}); re-run the converter.") \
-        from error
-
-
-def split_file_paths(data_dir: str, split: str) -> list[str]:
-  """Absolute paths of a split's shards, as listed in dataset_info.json."""
-  if split not in SPLITS:
-    raise ValueError(f"Unknown split {split!r}; expected one of {SPLITS}.")
-  info = load_dataset_info(data_dir)
-  paths = [os.path.join(os.path.abspath(data_dir), name)
-           for name in info["splits"][split]["files"]]
-  missing = [path for path in paths if not os.path.isfile(path)]
-  if missing:
-    raise FileNotFoundError(f"Shards listed in {DATASET_INFO_FILE} are missing: {missing[:3]}"
-                            f"{' ...' if len(missing) > 3 else ''}; re-run the converter.")
-  return paths
 
 
 def shard_file_name(split: str, index: int, num_shards: int) -> str:

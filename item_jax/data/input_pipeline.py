@@ -27,9 +27,6 @@ import tensorflow as tf
 
 from item_jax.data import preprocess
 
-BATCH_KEYS = ("image", "has_image", "text_tokens", "text_mask", "has_title",
-              "group_index", "category_index", "valid")
-
 _FEATURE_SPEC = {
     "image": tf.io.FixedLenFeature([], tf.string),
     "title_tokens": tf.io.RaggedFeature(tf.int64),
@@ -55,7 +52,7 @@ def list_split_files(data_dir: str, split: str) -> list[str]:
   if not files:
     raise FileNotFoundError(
         f"No '{split}' shards in data directory '{data_dir}' (looked for {pattern}). "
-        "Write them with `python -m item_jax.convert`.")
+        "Write them with `python -m item_jax.cli.convert`.")
   return files
 
 
@@ -97,7 +94,7 @@ def make_host_dataset(data_dir: str, split: str, *, image_size: int, max_text_le
       prefix of a damaged shard, `shard_integrity.readable_prefixes`); others are read whole.
 
   Returns:
-    Dataset of dicts with the keys of `BATCH_KEYS`: `image` float32 [B, S, S, 3], the others
+    Dataset of dicts with the keys of `item_jax/batch.py`: `image` float32 [B, S, S, 3], the others
     int32 [B] or [B, L].
   """
   _check_host(process_index, process_count)
@@ -491,3 +488,22 @@ class _PrefetchIterator:
       except queue.Full:
         continue
     return False
+
+
+def choose_num_streams(config, recorded: int | None) -> int:
+  """The stream count: the config's, else the checkpoint's if it fits, else one per process.
+
+  Keeping a checkpoint's stream count keeps the data order when a run resumes on a different
+  number of hosts.
+  """
+  recorded_fits = (bool(recorded) and recorded % jax.process_count() == 0
+                   and config.global_batch_size % recorded == 0)
+  if recorded_fits and not config.data.get("num_streams", 0):
+    chosen = recorded
+  else:
+    chosen = resolve_num_streams(config)
+  if recorded and recorded != chosen:
+    logging.warning("The checkpoint's data order used %d streams, this run uses %d: the order "
+                    "of the remaining examples changes (set config.data.num_streams=%d to keep "
+                    "it).", recorded, chosen, recorded)
+  return chosen

@@ -5,7 +5,7 @@ The converter records every shard's size, record count and SHA-256 in
   * `check_shard_sizes` (cheap, a stat per file): the trainer refuses to start when a
     shard's size differs from the recorded one (a truncated or partial copy), naming it;
   * `scan_shard` / `verify_data_dir` (reads every record, checking TFRecord framing and
-    CRCs, several shards at once): `python -m item_jax.verify --data_dir DIR` lists the
+    CRCs, several shards at once): `python -m item_jax.cli.verify --data_dir DIR` lists the
     broken shards with the first bad offset;
   * `CorruptShardError`: a record that fails to read during training stops the run with
     the broken files, their offsets and the last good checkpoint.
@@ -90,7 +90,7 @@ def check_shard_sizes(data_dir: str, dataset_info: dict, split: str,
     raise CorruptShardError(
         f"{len(problems)} {split} shard(s) of {data_dir} differ from what the converter "
         "wrote (a truncated or partial copy?):\n  " + "\n  ".join(problems) +
-        f"\nCopy them again or re-convert; `python -m item_jax.verify --data_dir {data_dir}` "
+        f"\nCopy them again or re-convert; `python -m item_jax.cli.verify --data_dir {data_dir}` "
         "checks every record.")
   return checked
 
@@ -197,4 +197,4 @@ def corrupt_record_error(error: Exception, data_dir: str, files: Sequence[str],
   return CorruptShardError(
       f"A training record failed to read ({_readable_message(error)}).\nBroken shard(s) of {data_dir}:\n  "
       f"{where}\nReplace them (copy again, or re-convert), then rerun: {resume}. "
-      f"`python -m item_jax.verify --data_dir {data_dir}` checks every shard.")
+      f"`python -m item_jax.cli.verify --data_dir {data_dir}` checks every shard.")

@@ -90,7 +90,7 @@ def load_tokenizer(path: str) -> spm.SentencePieceProcessor:
   """Loads a SentencePiece model and checks that it uses the project's special ids."""
   if not os.path.isfile(path):
     raise FileNotFoundError(
-        f"Tokenizer model {path!r} does not exist; run `python -m item_jax.convert` to "
+        f"Tokenizer model {path!r} does not exist; run `python -m item_jax.cli.convert` to "
         "write one next to the shards.")
   processor = spm.SentencePieceProcessor()
   try:

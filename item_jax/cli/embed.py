@@ -1,6 +1,6 @@
 """Embeds a catalog manifest with an exported model.
 
-  python -m item_jax.embed --export runs/demo/export \\
+  python -m item_jax.cli.embed --export runs/demo/export \\
       --manifest runs/demo/catalog/manifest.jsonl --out runs/demo/embeddings
 
 Writes `OUT.npy` (float32 [N, embed_dim], L2-normalised, row i = listing ids[i]) and
@@ -15,16 +15,17 @@ import os
 
 import numpy as np
 import tqdm
-from absl import app, flags, logging
+from absl import flags, logging
 
-from item_jax import exported_model, logging_setup
+from item_jax import export
+from item_jax.cli import common
 from item_jax.data import image_io, manifest
 
 
 def embed_manifest(export_dir: str, manifest_path: str, out_prefix: str, *,
                    batch_size: int = 64, show_progress: bool = True) -> dict:
   """Embeds every valid listing of the manifest; returns the summary written to OUT.json."""
-  model = exported_model.load_exported(export_dir, batch_size=batch_size)
+  model = export.load_exported(export_dir, batch_size=batch_size)
   contents = manifest.read_manifest(manifest_path, allow_empty_titles=True)
   rejects = [r.to_json_dict() for r in contents.rejects]
   ids, vectors = [], []
@@ -65,25 +66,22 @@ def embed_manifest(export_dir: str, manifest_path: str, out_prefix: str, *,
   return summary
 
 
+def define_flags():
+  flags.DEFINE_string("export", None, "Export directory (python -m item_jax.cli.export).")
+  flags.DEFINE_string("manifest", None, "JSONL or CSV manifest of listings.")
+  flags.DEFINE_string("out", None, "Output prefix: writes OUT.npy and OUT.json.")
+  flags.DEFINE_integer("batch_size", 64, "Listings per jitted batch.")
+
+
 def main(argv):
-  logging_setup.quiet_library_logs()
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  for name in ("export", "manifest", "out"):
-    if not getattr(flags.FLAGS, name):
-      raise app.UsageError(f"--{name} is required")
-  summary = embed_manifest(flags.FLAGS.export, flags.FLAGS.manifest, flags.FLAGS.out,
-                           batch_size=flags.FLAGS.batch_size)
+  values = common.start(argv, "export", "manifest", "out")
+  summary = embed_manifest(values.export, values.manifest, values.out,
+                           batch_size=values.batch_size)
   print(json.dumps({k: v for k, v in summary.items() if k not in ("ids", "rejects")}))
 
 
 def run():
-  """Command-line entry point (flags are defined here, so importing the module is free)."""
-  flags.DEFINE_string("export", None, "Export directory (python -m item_jax.export).")
-  flags.DEFINE_string("manifest", None, "JSONL or CSV manifest of listings.")
-  flags.DEFINE_string("out", None, "Output prefix: writes OUT.npy and OUT.json.")
-  flags.DEFINE_integer("batch_size", 64, "Listings per jitted batch.")
-  app.run(main)
+  common.run(define_flags, main)
 
 
 if __name__ == "__main__":

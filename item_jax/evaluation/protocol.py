@@ -1,7 +1,5 @@
-"""Downstream evaluation of an ITEm embedding (ITEM_SPEC section 5).
-
-  python -m item_jax.evaluate --workdir runs/demo/train --out runs/demo/eval [--step 200]
-  python -m item_jax.evaluate --export runs/demo/export --data_dir runs/demo/shards --out DIR
+"""Downstream evaluation of an ITEm embedding (ITEM_SPEC section 5), the protocol behind
+`python -m item_jax.cli.evaluate` and the trainer's periodic validation.
 
 On the converter's splits (product groups never cross splits):
   * same-product retrieval on the test split (unseen products): every listing whose group
@@ -17,31 +15,29 @@ On the converter's splits (product groups never cross splits):
 Writes metrics.json, report.md and PNG plots to --out. `make_validation_evaluator` is the
 same retrieval on the validation split, run periodically by the trainer; in a job of many
 processes (a pod) every process reads the same validation batches, embeds the rows of its
-own devices (`make_sharded_embed_fn`), receives all rows back, and the figures equal a
+own devices (`item_jax/embedding.py`), receives all rows back, and the figures equal a
 single process's.
 """
 
-import functools
-import json
 import os
 from typing import Callable
 
 import jax
 import numpy as np
-from absl import app, flags, logging
+from absl import logging
 
-from item_jax import logging_setup, objectives, sharding, train_step
-from item_jax.data import convert, input_pipeline
+from item_jax import batch as batch_lib
+from item_jax import embedding, objectives, sharding, train_step
+from item_jax.data import dataset_info, input_pipeline
 from item_jax.evaluation import baselines, classification, plots, report, retrieval
-from item_jax.model import ItemModel, model_from_config
+from item_jax.model import model_from_config
 
-REMOVALS = (None, "title", "image")
+REMOVALS = batch_lib.REMOVALS
 TRAINED = "trained"
 UNTRAINED = "untrained"
 
 # (numpy eval batch, removal) -> [B, D] embeddings of every row of the batch.
 Embedder = Callable[[dict, str | None], np.ndarray]
-_MODEL_INPUT_KEYS = ("text_tokens", "text_mask", "image", "has_image")
 
 
 class SplitEmbeddings:
@@ -52,69 +48,15 @@ class SplitEmbeddings:
     self.without_title, self.without_image = without_title, without_image
 
 
-def make_embed_fn(model_config) -> Callable:
-  """jitted (params, batch) -> L2-normalised embeddings."""
-  return jax.jit(functools.partial(_apply_embed, model_from_config(model_config)))
-
-
-def _apply_embed(model: ItemModel, params, batch) -> jax.Array:
-  return model.apply({"params": params}, batch["text_tokens"], batch["text_mask"],
-                     batch["image"], batch["has_image"], method=ItemModel.embed)
-
-
-def make_sharded_embed_fn(model_config, mesh: jax.sharding.Mesh) -> Callable:
-  """(params on `mesh`, host batch) -> host embeddings, the batch's rows split over the mesh.
-
-  For jobs of many processes: every process passes the same host batch; each computes the
-  rows of its own devices (batch over data x fsdp, as in training) and every process gets
-  all rows back (replicated output). Rows are padded to a multiple of the data-parallel size.
-  """
-  model = model_from_config(model_config)
-  rows = sharding.batch_sharding(mesh)
-  parallel = sharding.data_parallel_size(mesh)
-
-  @jax.jit
-  def embed(params, batch):
-    return jax.lax.with_sharding_constraint(
-        _apply_embed(model, params, batch),
-        jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
-
-  def embed_host_batch(params, batch):
-    num_rows = len(batch["text_tokens"])
-    padding = -num_rows % parallel
-
-    def global_array(value):
-      value = np.asarray(value)
-      if padding:
-        value = np.concatenate([value, np.zeros((padding,) + value.shape[1:], value.dtype)])
-      return jax.make_array_from_callback(value.shape, rows, lambda index: value[index])
-    return np.asarray(embed(params, {key: global_array(value)
-                                     for key, value in batch.items()}))[:num_rows]
-  return embed_host_batch
-
-
-def remove_modality(batch: dict, removal: str | None) -> dict:
-  """The batch with every title (or image) removed from attention; None keeps it whole."""
-  if removal is None:
-    return batch
-  if removal == "image":
-    return dict(batch, has_image=np.zeros_like(batch["has_image"]))
-  if removal == "title":
-    return dict(batch, **jax.tree.map(np.asarray, objectives.remove_titles(
-        batch["text_tokens"], batch["text_mask"])))
-  raise ValueError(f"unknown removal {removal!r}; one of {REMOVALS}")
-
-
 def model_embedder(params, config, embed_fn: Callable | None = None) -> Embedder:
   """The model's embedding of a batch; a one-modality model sees only what it trained on."""
-  embed_fn = embed_fn or make_embed_fn(config.model)
+  embed_fn = embed_fn or embedding.make_embed_fn(config.model)
   modalities = objectives.enabled_modalities(config)
 
   def embed(batch, removal):
-    inputs = {key: batch[key] for key in _MODEL_INPUT_KEYS + ("has_title",)}
-    inputs = jax.tree.map(np.asarray, objectives.restrict_modalities(inputs, modalities))
-    inputs = remove_modality(inputs, removal)
-    return np.asarray(embed_fn(params, {key: inputs[key] for key in _MODEL_INPUT_KEYS}))
+    inputs = {key: batch[key] for key in batch_lib.MODEL_INPUT_KEYS + ("has_title",)}
+    inputs = batch_lib.remove_modality(batch_lib.keep_modalities(inputs, modalities), removal)
+    return embed_fn(params, inputs)
   return embed
 
 
@@ -209,7 +151,7 @@ def reference_embedders(config, data_dir: str, max_train_examples: int) -> dict[
 def evaluate_embedders(embedders: dict[str, Embedder], config, data_dir: str, *,
                        max_train_examples: int = 50_000) -> dict[str, tuple[dict, SplitEmbeddings]]:
   """Every downstream metric of every embedder: {name: (metrics, test embeddings)}."""
-  info = convert.load_dataset_info(data_dir)
+  info = dataset_info.load_dataset_info(data_dir)
   test = embed_split_with(embedders, config, data_dir, "test")
   train = embed_split_with(embedders, config, data_dir, "train", removals=(None,),
                            max_examples=max_train_examples)
@@ -249,7 +191,7 @@ def evaluate_params(params, config, data_dir: str, *, out_dir: str | None = None
   if with_references:
     metrics["references"] = {name: reference for name, (reference, _) in results.items()}
   if out_dir:
-    write_outputs(metrics, test, convert.load_dataset_info(data_dir), out_dir, title)
+    write_outputs(metrics, test, dataset_info.load_dataset_info(data_dir), out_dir, title)
   return metrics
 
 
@@ -280,17 +222,17 @@ def write_outputs(metrics: dict, test: SplitEmbeddings, info: dict, out_dir: str
 
 def make_validation_evaluator(config, data_dir: str, *, with_references: bool = True
                               ) -> Callable[[dict, int], dict]:
-  """`evaluate(params, step) -> flat metrics` on the validation split, for the trainer.
+  """`evaluate(params, step) -> flat metrics` on the validation split, for the training loop.
 
   With `with_references`, the first call also embeds the validation split with the
   reference embedders, logs their retrieval figures, and adds them to its metrics as
   `references.NAME.retrieval.recall@1` (and the other flat retrieval keys), so that the
   run's metrics.jsonl holds the curve and what it is to be compared with.
   """
-  if jax.process_count() > 1:
-    embed_fn = make_sharded_embed_fn(config.model, sharding.make_mesh(config.mesh))
-  else:
-    embed_fn = make_embed_fn(config.model)
+  # A pod embeds over the training mesh (every process its own devices' rows); one process
+  # over its local devices, where the trainer's parameters already are.
+  embed_fn = embedding.make_embed_fn(
+      config.model, sharding.make_mesh(config.mesh) if jax.process_count() > 1 else None)
   pending_references = [with_references]
 
   def flat_retrieval(split):
@@ -363,44 +305,3 @@ def _verdict(metrics: dict, references: dict) -> str:
     parts.append(f"vs title TF-IDF: R@1 "
                  f"{r1 - references['title_tfidf']['retrieval']['recall@1']:+.3f}")
   return "; ".join(parts)
-
-
-def main(argv):
-  logging_setup.quiet_library_logs()
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  flag_values = flags.FLAGS
-  if bool(flag_values.workdir) == bool(flag_values.export):
-    raise app.UsageError("give exactly one of --workdir (a training run) or --export")
-  if not flag_values.out:
-    raise app.UsageError("--out is required")
-  if flag_values.workdir:
-    from item_jax import export  # pylint: disable=g-import-not-at-top
-    config, params, step = export.restore_trained_params(flag_values.workdir,
-                                                         flag_values.step)
-    source = f"{flag_values.workdir} (step {step})"
-  else:
-    from item_jax import exported_model  # pylint: disable=g-import-not-at-top
-    loaded = exported_model.load_exported(flag_values.export)
-    config, params, source = loaded.config, loaded.params, flag_values.export
-  data_dir = flag_values.data_dir or config.data.dir
-  metrics = evaluate_params(params, config, data_dir, out_dir=flag_values.out,
-                            title=f"ITEm evaluation of {source}")
-  print(format_summary(metrics))
-  print(f"report: {os.path.join(flag_values.out, 'report.md')}; plots: "
-        + ", ".join(metrics["plots"].values()))
-  print(json.dumps(report.flatten_metrics({k: v for k, v in metrics.items() if k != "plots"})))
-
-
-def run():
-  """Command-line entry point (flags are defined here, so importing the module is free)."""
-  flags.DEFINE_string("workdir", None, "Training workdir (latest checkpoint is evaluated).")
-  flags.DEFINE_integer("step", None, "With --workdir: the checkpoint step (default: latest).")
-  flags.DEFINE_string("export", None, "Export directory (python -m item_jax.export).")
-  flags.DEFINE_string("data_dir", None, "Shards to evaluate on (default: the run's data).")
-  flags.DEFINE_string("out", None, "Directory for metrics.json, report.md and plots.")
-  app.run(main)
-
-
-if __name__ == "__main__":
-  run()

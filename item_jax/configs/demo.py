@@ -1,23 +1,23 @@
 """The CPU-budget model: what the main job pretrains, and what the ablation varies.
 
 The tiny config narrowed to 2 layers of width 128 (tiny's 64-px images, 8-px patches and 32
-text slots), with the default recipe (`item_jax/config_defaults.py`: the five ITEm
+text slots), with the default recipe (`item_jax/configs/defaults.py`: the five ITEm
 objectives plus the contrastive extension) at learning rate 2e-3 for 2,000 steps. On 2 CPU
 cores a step costs about 0.23 s against tiny's 1.05 s, and at the demo's ~10 minutes of
 training this model ends well above the untrained encoder while tiny, at 500 steps, does
 not (docs/experiments.md, T01-T02 against D01).
 
 Run it (the main job does, after writing the catalog's shards):
-  python -m item_jax.train --config configs/demo.py --workdir runs/demo/train \
+  python -m item_jax.cli.train --config configs/demo.py --workdir runs/demo/train \
       --config.data.dir runs/demo/shards
 """
 
-from item_jax import config_defaults
+from item_jax.configs import defaults
 
 
 def get_config(arg=None):
   del arg  # No variants.
-  config = config_defaults.default_config()
+  config = defaults.default_config()
   config.model.update(num_layers=2, hidden_dim=128, num_heads=2, mlp_dim=512, embed_dim=128)
   config.optimizer.learning_rate = 2e-3
   config.optimizer.warmup_steps = 150

@@ -14,11 +14,10 @@ abbreviations). The same arguments write byte-identical files.
 Writes `OUT/manifest.jsonl` (ITEM_SPEC manifest), `OUT/images/*.png` and
 `OUT/products.jsonl` (the ground-truth attributes of each product group).
 
-  python -m item_jax.data.synthetic_catalog --out runs/demo/catalog \
+  python -m item_jax.cli.build_synthetic_catalog --out runs/demo/catalog \
       [--num_products 300 --listings_per_product 4 --image_size 96 --seed 0]
 """
 
-import argparse
 import collections
 import dataclasses
 import json
@@ -721,26 +720,3 @@ def summarize(manifest_path: pathlib.Path) -> str:
   return (f"wrote {len(records)} listings of {len(groups)} products in {len(categories)} "
           f"categories ({len(departments)} departments; {no_image} without image, "
           f"{no_title} without title) to {manifest_path}")
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--out", required=True, help="Directory to write the catalog into.")
-  parser.add_argument("--num_products", type=int, default=300)
-  parser.add_argument("--listings_per_product", type=int, default=4)
-  parser.add_argument("--image_size", type=int, default=96)
-  parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--missing_modality_fraction", type=float, default=0.0)
-  args = parser.parse_args(argv)
-  try:
-    manifest_path = generate_catalog(
-        args.out, num_products=args.num_products,
-        listings_per_product=args.listings_per_product, image_size=args.image_size,
-        seed=args.seed, missing_modality_fraction=args.missing_modality_fraction)
-  except ValueError as error:
-    parser.error(str(error))
-  print(summarize(manifest_path))
-
-
-if __name__ == "__main__":
-  main()

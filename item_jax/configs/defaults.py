@@ -1,4 +1,4 @@
-"""Defaults shared by every config in `configs/`: one place that names every field.
+"""Defaults shared by every config: one place that names every field.
 
 A config file calls `default_config()` and overrides what its size or variant changes.
 `item_jax.config_check.check_config` validates the result at start-up.
@@ -6,11 +6,11 @@ A config file calls `default_config()` and overrides what its size or variant ch
 
 import ml_collections
 
-OBJECTIVE_NAMES = ("itm", "mlm", "mim", "gmlm", "gmim", "contrastive")
-# The five objectives of ITEm (ITEM_SPEC section 3); "contrastive" is this project's
-# extension beyond the paper (docs/design.md, docs/experiments.md).
-ITEM_OBJECTIVES = "itm,mlm,mim,gmlm,gmim"
-CONTRASTIVE_VIEWS = ("title", "image", "remask")
+from item_jax.objectives import ITEM_OBJECTIVES, OBJECTIVE_NAMES
+
+# ITEM_OBJECTIVES: the five objectives of ITEm (ITEM_SPEC section 3); "contrastive" is this
+# project's extension beyond the paper (docs/design.md, docs/experiments.md). The table of
+# objectives is `item_jax/objectives.py`.
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -39,8 +39,7 @@ def default_config() -> ml_collections.ConfigDict:
   # five ITEm objectives plus the contrastive extension (docs/experiments.md); the paper's
   # five alone: `--config.objectives=itm,mlm,mim,gmlm,gmim`.
   config.objectives = ITEM_OBJECTIVES + ",contrastive"
-  config.loss_weights = ml_collections.ConfigDict(
-      dict(itm=1.0, mlm=1.0, mim=1.0, gmlm=1.0, gmim=1.0, contrastive=1.0))
+  config.loss_weights = ml_collections.ConfigDict({name: 1.0 for name in OBJECTIVE_NAMES})
   # Extension beyond the paper (objective "contrastive"): InfoNCE between the product
   # embedding of each (masked) listing and the embeddings of other views of it, with the
   # rest of the global batch as negatives. Views: "title" (the title alone), "image" (the
@@ -100,7 +99,6 @@ def default_config() -> ml_collections.ConfigDict:
   # Mesh: axis sizes, -1 fills with the remaining devices. The batch is split over
   # data x fsdp; parameters over fsdp (and tensor for heads / MLP).
   config.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1))
-  config.fsdp_min_params = 2 ** 14       # Smaller parameters stay replicated.
 
   config.log_every_steps = 20
   config.checkpoint_every_steps = 200

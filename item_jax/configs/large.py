@@ -5,11 +5,11 @@ Run it on a TPU pod (docs/launch.md):
       --config configs/large.py --workdir gs://BUCKET/large --config.data.dir DIR
 """
 
-from item_jax import config_defaults
+from item_jax.configs import defaults
 
 
 def get_config(arg=None):
-  config = config_defaults.default_config()
+  config = defaults.default_config()
   config.model.update(image_size=224, patch_size=16, max_text_len=40, vocab_size=32000,
                       num_layers=24, hidden_dim=1024, num_heads=16, mlp_dim=4096,
                       embed_dim=1024, compute_dtype="bfloat16", remat=True)

@@ -6,7 +6,7 @@ from the latest complete checkpoint, at the same data position (the data positio
 step: batch `k` of the stream order fixed by the seed and `config.data.num_streams`).
 SIGTERM (a maintenance event) saves the current step, waits for the write, and stops; in a
 multi-process run every process stops at the same step. The command line is
-`item_jax/train.py`; docs/launch.md describes preemption and resume.
+`item_jax/cli/train.py`; docs/launch.md describes preemption and resume.
 """
 
 import math
@@ -21,8 +21,8 @@ from absl import logging
 from jax._src import distributed as jax_distributed
 from jax.experimental import multihost_utils
 
-from item_jax import checkpoint, config_check, sharding, train_step
-from item_jax.data import convert, input_pipeline, shard_integrity
+from item_jax import checkpoint, config_check, profiling, sharding, train_step
+from item_jax.data import dataset_info, input_pipeline, shard_integrity
 from item_jax.metrics_logger import MetricsLogger
 from item_jax.model import model_from_config
 
@@ -114,35 +114,6 @@ def _nonfinite_names(metrics: dict[str, float]) -> list[str]:
   return bad or ["loss"]
 
 
-def choose_num_streams(config, recorded: int | None) -> int:
-  """The stream count: the config's, else the checkpoint's if it fits, else one per process.
-
-  Keeping a checkpoint's stream count keeps the data order when a run resumes on a different
-  number of hosts.
-  """
-  recorded_fits = (bool(recorded) and recorded % jax.process_count() == 0
-                   and config.global_batch_size % recorded == 0)
-  if recorded_fits and not config.data.get("num_streams", 0):
-    chosen = recorded
-  else:
-    chosen = input_pipeline.resolve_num_streams(config)
-  if recorded and recorded != chosen:
-    logging.warning("The checkpoint's data order used %d streams, this run uses %d: the order "
-                    "of the remaining examples changes (set config.data.num_streams=%d to keep "
-                    "it).", recorded, chosen, recorded)
-  return chosen
-
-
-def flops_per_example(model_config) -> float:
-  """Matmul FLOPs of one training example (forward + backward = 3x forward)."""
-  width, mlp, layers = model_config.hidden_dim, model_config.mlp_dim, model_config.num_layers
-  patches = (model_config.image_size // model_config.patch_size) ** 2
-  tokens = model_config.max_text_len + patches
-  per_layer = 2 * tokens * (4 * width * width + 2 * width * mlp) + 4 * tokens * tokens * width
-  patch_embed = 2 * patches * (model_config.patch_size ** 2 * 3) * width
-  return 3.0 * (layers * per_layer + patch_embed)
-
-
 def train_and_evaluate(config, workdir: str, *, evaluate_fn: Callable | None = None,
                        stop_at_step: int | None = None) -> dict[str, float]:
   """Trains `config` in `workdir` (resuming if it holds checkpoints); returns last metrics.
@@ -168,15 +139,15 @@ def _train(config, workdir: str, evaluate_fn: Callable | None, stop_at_step: int
   config_check.check_config_against_mesh(config, mesh, jax.process_count())
   if not config.data.dir:
     raise config_check.ConfigError("config.data.dir: no data dir given (TFRecord shards from "
-                                   "`python -m item_jax.convert`)")
-  dataset_info = convert.load_dataset_info(config.data.dir)
-  config_check.check_config_against_data(config, dataset_info)
+                                   "`python -m item_jax.cli.convert`)")
+  info = dataset_info.load_dataset_info(config.data.dir)
+  config_check.check_config_against_data(config, info)
   train_files = input_pipeline.list_split_files(config.data.dir, "train")
-  record_limits, records_left_out = _check_train_shards(config, dataset_info, train_files)
+  record_limits, records_left_out = _check_train_shards(config, info, train_files)
   logging.info("Mesh %s over %d devices (%d processes); data %s: %s train examples",
                dict(mesh.shape), jax.device_count(), jax.process_count(), config.data.dir,
-               dataset_info["splits"]["train"]["num_examples"])
-  unigram = dataset_info["tokenizer"].get("train_piece_unigram_entropy_nats")
+               info["splits"]["train"]["num_examples"])
+  unigram = info["tokenizer"].get("train_piece_unigram_entropy_nats")
   if unigram is not None:
     logging.info("MLM/GMLM input-independent level (unigram entropy of the train pieces): "
                  "%.2f nats; a model that reads its inputs goes well below it.", unigram)
@@ -204,14 +175,14 @@ def _train(config, workdir: str, evaluate_fn: Callable | None, stop_at_step: int
       os.makedirs(workdir, exist_ok=True)
       with open(os.path.join(workdir, "config.json"), "w", encoding="utf-8") as f:
         f.write(config.to_json_best_effort(indent=2))
-  num_streams = choose_num_streams(config, restored_position.get("num_streams"))
+  num_streams = input_pipeline.choose_num_streams(config, restored_position.get("num_streams"))
 
   # --- The compiled step ---------------------------------------------------------------
   compile_start = time.time()
   step_fn = train_step.compile_train_step(setup, config)
   logging.info("Step compiled in %.1fs. Memory per device: %s; train state per device: %s",
-               time.time() - compile_start, memory_summary(step_fn.memory_analysis()),
-               state_memory_summary(setup.abstract_state))
+               time.time() - compile_start, profiling.memory_summary(step_fn.memory_analysis()),
+               profiling.state_memory_summary(setup.abstract_state))
 
   batches = input_pipeline.make_global_iterator(
       config, config.data.dir, mesh, setup.batch_sharding, start_step=start_step,
@@ -224,7 +195,7 @@ def _train(config, workdir: str, evaluate_fn: Callable | None, stop_at_step: int
                                for name, count in records_left_out.items()}}, console=False)
     logger.prefix = "train"
   nonfinite = _NonFiniteGuard(stop=config.stop_on_nonfinite)
-  flops = flops_per_example(config.model)
+  flops = profiling.flops_per_example(config.model)
 
   def data_position(step):
     return {"next_batch": step, "global_batch_size": config.global_batch_size,
@@ -333,33 +304,3 @@ def _check_data_position(config, position: dict, step: int) -> None:
     logging.warning("Global batch changed since the checkpoint (%s -> %d); the data position "
                     "is approximate.", position.get("global_batch_size"),
                     config.global_batch_size)
-
-
-def memory_summary(memory) -> str:
-  """The compiled step's memory per device, from XLA's memory analysis."""
-  if memory is None:
-    return "unavailable"
-  sizes = {name: getattr(memory, f"{name}_size_in_bytes", 0)
-           for name in ("argument", "output", "alias", "temp", "generated_code")}
-  peak = getattr(memory, "peak_memory_in_bytes", 0)
-  parts = [f"peak {_mib(peak)}"] if peak else []
-  parts += [f"arguments {_mib(sizes['argument'])}",
-            f"outputs {_mib(sizes['output'])} ({_mib(sizes['alias'])} in donated buffers)",
-            f"temporaries {_mib(sizes['temp'])}", f"code {_mib(sizes['generated_code'])}"]
-  return ", ".join(parts)
-
-
-def state_memory_summary(abstract_state) -> str:
-  """Bytes of params and optimizer state on the fullest device, against their total."""
-  parts = []
-  for name in ("params", "opt_state"):
-    leaves = jax.tree.leaves(abstract_state[name])
-    total = sum(leaf.size * leaf.dtype.itemsize for leaf in leaves)
-    per_device = sum(math.prod(leaf.sharding.shard_shape(leaf.shape)) * leaf.dtype.itemsize
-                     for leaf in leaves)
-    parts.append(f"{name} {_mib(per_device)} of {_mib(total)}")
-  return ", ".join(parts)
-
-
-def _mib(num_bytes: float) -> str:
-  return f"{num_bytes / 2**20:.1f}MiB"

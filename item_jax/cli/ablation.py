@@ -1,10 +1,10 @@
-"""Trains and evaluates the four ablation variants of `configs/ablation.py`, then tabulates.
+"""Trains and evaluates the ablation variants of `configs/ablation.py`, then tabulates.
 
-  python -m item_jax.ablation --data_dir runs/demo/shards --workdir runs/ablation [--steps 400]
+  python -m item_jax.cli.ablation --data_dir runs/demo/shards --workdir runs/ablation [--steps 400]
 
 Every variant trains on the same shards for the same number of steps (resuming if its
 workdir has checkpoints; a finished one is only re-evaluated), is evaluated on the test
-split (`item_jax/evaluate.py`), and lands in WORKDIR/comparison.md (the table),
+split (`item_jax/evaluation/protocol.py`), and lands in WORKDIR/comparison.md (the table),
 WORKDIR/comparison.json and WORKDIR/recall_at_k.png (Recall@k of every variant). The
 table's first rows are the references: the same architecture untrained (step 0, the
 config's seed), title TF-IDF, a colour histogram and the two concatenated
@@ -14,27 +14,22 @@ gives each variant's validation Recall@1 at every periodic evaluation during tra
 (`config.eval_every_steps`), so a variant that was better mid-way than at the end shows.
 """
 
-import importlib.util
 import json
 import os
 
 import numpy as np
-from absl import app, flags, logging
+from absl import flags, logging
 
-from item_jax import evaluate, export, logging_setup, train_step, trainer
-from item_jax.evaluation import plots, report
+from item_jax import checkpoint, configs, train_loop, train_step
+from item_jax.cli import common
+from item_jax.evaluation import plots, protocol, report
+from item_jax.configs import ablation as ablation_variants
 from item_jax.model import model_from_config
-
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def ablation_config(variant: str):
-  """configs/ablation.py:VARIANT, loaded by path."""
-  spec = importlib.util.spec_from_file_location(
-      "ablation_config", os.path.join(REPO_ROOT, "configs", "ablation.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config(variant), tuple(module.VARIANTS)
+  """ablation.py:VARIANT (`item_jax/configs/ablation.py`)."""
+  return configs.load_config(f"ablation.py:{variant}"), tuple(ablation_variants.VARIANTS)
 
 
 def validation_curve(workdir: str) -> dict[int, float]:
@@ -79,19 +74,19 @@ def run_ablation(data_dir: str, workdir: str, *, steps: int | None = None,
     return config
 
   def record(name, params, config, out_dir, extra):
-    metrics = evaluate.evaluate_params(params, config, data_dir, out_dir=out_dir,
+    metrics = protocol.evaluate_params(params, config, data_dir, out_dir=out_dir,
                                        title=f"Ablation {name}", with_references=False)
     metrics.update(extra)
     results[name] = {k: v for k, v in metrics.items() if k != "plots"}
     curves[name] = np.asarray(metrics["recall_at_k_curve"][:20])
-    logging.info("Ablation %s:\n%s", name, evaluate.format_summary(metrics))
+    logging.info("Ablation %s:\n%s", name, protocol.format_summary(metrics))
 
   # Reference rows first: the same architecture untrained (step 0) and the classical
   # baselines, on the same splits (their validation Recall@1 is the curve table's step 0).
   reference_config = variant_config("full")
-  for name, metrics in evaluate.evaluate_references(reference_config, data_dir).items():
+  for name, metrics in protocol.evaluate_references(reference_config, data_dir).items():
     results[name] = dict(metrics, steps=0)
-  validation = evaluate.make_validation_evaluator(reference_config, data_dir)(
+  validation = protocol.make_validation_evaluator(reference_config, data_dir)(
       train_step.initial_params(model_from_config(reference_config.model),
                                 reference_config.seed), 0)
   for name in results:
@@ -103,9 +98,9 @@ def run_ablation(data_dir: str, workdir: str, *, steps: int | None = None,
     variant_dir = os.path.join(workdir, variant)
     logging.info("Ablation %s: %s on %s for %d steps", variant, config.objectives,
                  config.modalities, config.total_steps)
-    trainer.train_and_evaluate(
-        config, variant_dir, evaluate_fn=evaluate.make_validation_evaluator(config, data_dir))
-    _, params, step = export.restore_trained_params(variant_dir)
+    train_loop.train_and_evaluate(
+        config, variant_dir, evaluate_fn=protocol.make_validation_evaluator(config, data_dir))
+    _, params, step = checkpoint.restore_trained_params(variant_dir)
     validation_curves[variant] = validation_curve(variant_dir)
     best_step = max(validation_curves[variant], key=validation_curves[variant].get,
                     default=None)
@@ -126,26 +121,24 @@ def run_ablation(data_dir: str, workdir: str, *, steps: int | None = None,
   return results
 
 
-def main(argv):
-  logging_setup.quiet_library_logs()
-  if len(argv) > 1:
-    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  if not flags.FLAGS.data_dir or not flags.FLAGS.workdir:
-    raise app.UsageError("--data_dir and --workdir are required")
-  variants = tuple(flags.FLAGS.variants) if flags.FLAGS.variants else None
-  run_ablation(flags.FLAGS.data_dir, flags.FLAGS.workdir, steps=flags.FLAGS.steps,
-               variants=variants)
-  with open(os.path.join(flags.FLAGS.workdir, "comparison.md"), encoding="utf-8") as f:
-    print(f.read())
-
-
-def run():
-  """Command-line entry point (flags are defined here, so importing the module is free)."""
+def define_flags():
   flags.DEFINE_string("data_dir", None, "Converted shards shared by every variant.")
   flags.DEFINE_string("workdir", None, "One sub-directory per variant, plus the table.")
   flags.DEFINE_integer("steps", None, "Training steps per variant (default: the config's).")
   flags.DEFINE_list("variants", None, "Subset of variants to run (default: all four).")
-  app.run(main)
+
+
+def main(argv):
+  values = common.start(argv, "data_dir", "workdir")
+  variants = tuple(values.variants) if values.variants else None
+  run_ablation(values.data_dir, values.workdir, steps=values.steps,
+               variants=variants)
+  with open(os.path.join(values.workdir, "comparison.md"), encoding="utf-8") as f:
+    print(f.read())
+
+
+def run():
+  common.run(define_flags, main)
 
 
 if __name__ == "__main__":

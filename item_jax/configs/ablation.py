@@ -1,6 +1,6 @@
 """The ITEm ablation: variants of one small model on the same data and step budget.
 
-Every variant uses the default recipe (`item_jax/config_defaults.py`: the five ITEm
+Every variant uses the default recipe (`item_jax/configs/defaults.py`: the five ITEm
 objectives plus the contrastive extension, docs/experiments.md) with pieces taken away:
   (a) text_only:        MLM + GMLM + contrastive (title view), the model sees titles only.
   (b) image_only:       MIM + GMIM + contrastive (image view), the model sees photos only.
@@ -15,18 +15,15 @@ retrieval runs every 250 steps, so the table can show when each variant's embedd
 best, not only where it ended.
 
 All of them, trained, evaluated and tabulated beside the reference rows:
-  python -m item_jax.ablation --data_dir runs/demo/shards --workdir runs/ablation
+  python -m item_jax.cli.ablation --data_dir runs/demo/shards --workdir runs/ablation
 One of them:
-  python -m item_jax.train --config configs/ablation.py:no_global --workdir runs/ablation/no_global \
+  python -m item_jax.cli.train --config configs/ablation.py:no_global --workdir runs/ablation/no_global \
       --config.data.dir runs/demo/shards
 """
 
-import importlib.util
-import os
+from item_jax.configs import defaults, demo
 
-from item_jax import config_defaults
-
-_ITEM = config_defaults.ITEM_OBJECTIVES
+_ITEM = defaults.ITEM_OBJECTIVES
 # variant -> (objectives, modalities, contrastive views)
 VARIANTS = {
     "text_only": ("mlm,gmlm,contrastive", "text", "title"),
@@ -41,16 +38,8 @@ VARIANTS = {
 def get_config(arg="full"):
   arg = arg or "full"
   if arg not in VARIANTS:
-    raise ValueError(f"configs/ablation.py: unknown variant {arg!r}; one of {list(VARIANTS)}")
-  config = _demo_config()
+    raise ValueError(f"ablation.py: unknown variant {arg!r}; one of {list(VARIANTS)}")
+  config = demo.get_config()
   config.objectives, config.modalities, config.contrastive.views = VARIANTS[arg]
   return config
 
-
-def _demo_config():
-  """configs/demo.py, the file next to this one."""
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "demo.py")
-  spec = importlib.util.spec_from_file_location("demo_config", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()

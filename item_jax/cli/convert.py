@@ -1,0 +1,69 @@
+"""Catalog manifest -> TFRecord shards, SentencePiece tokenizer, rejects, dataset_info.json.
+
+  python -m item_jax.cli.convert --manifest catalog/manifest.jsonl --out runs/demo/shards \
+      [--image_size 256 --vocab_size 8000 --split_fractions 0.8,0.1,0.1 --seed 0 \
+       --num_workers N --shard_size_mb 128 --allow_empty_titles \
+       --max_reject_fraction 0.5 --max_image_pixels 50000000 --noprogress]
+
+The work is done by `item_jax.data.convert.convert_catalog`; see its module docstring.
+Exits 1 with `error: ...` when the conversion cannot be done (a missing manifest, too
+many rejects, an output directory holding other files).
+"""
+
+import sys
+
+from absl import flags
+
+from item_jax.cli import common
+from item_jax.data import convert
+from item_jax.data.dataset_info import DEFAULT_MAX_IMAGE_PIXELS
+
+
+def define_flags():
+  flags.DEFINE_string("manifest", None, "JSONL or CSV manifest; image paths are relative to it.")
+  flags.DEFINE_string("out", None, "Output directory (replaced if it holds an earlier "
+                      "conversion).")
+  flags.DEFINE_integer("image_size", 256, "Shorter side of the stored JPEGs, in pixels.")
+  flags.DEFINE_integer("vocab_size", 8000, "Upper bound on the SentencePiece vocabulary.")
+  flags.DEFINE_list("split_fractions", ["0.8", "0.1", "0.1"],
+                    "train,validation,test fractions of product groups.")
+  flags.DEFINE_integer("seed", 0, "Seed of the split assignment, shard order and tokenizer.")
+  flags.DEFINE_integer("num_workers", None, "Image worker processes (default: all CPUs).")
+  flags.DEFINE_float("shard_size_mb", 128, "Target size of one shard, in MiB.")
+  flags.DEFINE_bool("allow_empty_titles", False,
+                    "Keep image-only listings instead of rejecting them.")
+  flags.DEFINE_float("max_reject_fraction", 0.5,
+                     "Stop with an error when more listings than this are rejected.")
+  flags.DEFINE_integer("max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS,
+                       "Reject images with more pixels than this.")
+  flags.DEFINE_bool("progress", True, "Show the progress bars.")
+
+
+def main(argv):
+  values = common.start(argv, "manifest", "out")
+  try:
+    fractions = tuple(float(part) for part in values.split_fractions)
+  except ValueError:
+    print("error: --split_fractions: expected three comma-separated numbers like 0.8,0.1,0.1, "
+          f"got {','.join(values.split_fractions)!r}", file=sys.stderr)
+    sys.exit(1)
+  try:
+    info = convert.convert_catalog(
+        values.manifest, values.out, image_size=values.image_size,
+        vocab_size=values.vocab_size, split_fractions=fractions, seed=values.seed,
+        num_workers=values.num_workers, shard_size_mb=values.shard_size_mb,
+        allow_empty_titles=values.allow_empty_titles,
+        max_reject_fraction=values.max_reject_fraction,
+        max_image_pixels=values.max_image_pixels, show_progress=values.progress)
+  except (convert.ConversionError, FileNotFoundError, ValueError) as error:
+    print(f"error: {error}", file=sys.stderr)
+    sys.exit(1)
+  print(convert.format_summary(info, values.out))
+
+
+def run():
+  common.run(define_flags, main)
+
+
+if __name__ == "__main__":
+  run()

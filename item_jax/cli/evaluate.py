@@ -1,0 +1,54 @@
+"""Evaluates a trained model (ITEM_SPEC section 5) beside the reference rows.
+
+  python -m item_jax.cli.evaluate --workdir runs/demo/train --out runs/demo/eval [--step 200]
+  python -m item_jax.cli.evaluate --export runs/demo/export --data_dir runs/demo/shards --out DIR
+
+Same-product search on the test split, category prediction, modality balance and the
+reference rows (untrained encoder, title TF-IDF, colour histogram); writes metrics.json,
+report.md and plots to --out. The protocol is `item_jax/evaluation/protocol.py`.
+"""
+
+import json
+import os
+
+from absl import app, flags
+
+from item_jax import checkpoint, export
+from item_jax.cli import common
+from item_jax.evaluation import protocol, report
+
+
+def define_flags():
+  flags.DEFINE_string("workdir", None, "Training workdir (latest checkpoint is evaluated).")
+  flags.DEFINE_integer("step", None, "With --workdir: the checkpoint step (default: latest).")
+  flags.DEFINE_string("export", None, "Export directory (python -m item_jax.cli.export).")
+  flags.DEFINE_string("data_dir", None, "Shards to evaluate on (default: the run's data).")
+  flags.DEFINE_string("out", None, "Directory for metrics.json, report.md and plots.")
+
+
+def main(argv):
+  flag_values = common.start(argv, "out")
+  if bool(flag_values.workdir) == bool(flag_values.export):
+    raise app.UsageError("give exactly one of --workdir (a training run) or --export")
+  if flag_values.workdir:
+    config, params, step = checkpoint.restore_trained_params(flag_values.workdir,
+                                                             flag_values.step)
+    source = f"{flag_values.workdir} (step {step})"
+  else:
+    loaded = export.load_exported(flag_values.export)
+    config, params, source = loaded.config, loaded.params, flag_values.export
+  data_dir = flag_values.data_dir or config.data.dir
+  metrics = protocol.evaluate_params(params, config, data_dir, out_dir=flag_values.out,
+                                     title=f"ITEm evaluation of {source}")
+  print(protocol.format_summary(metrics))
+  print(f"report: {os.path.join(flag_values.out, 'report.md')}; plots: "
+        + ", ".join(metrics["plots"].values()))
+  print(json.dumps(report.flatten_metrics({k: v for k, v in metrics.items() if k != "plots"})))
+
+
+def run():
+  common.run(define_flags, main)
+
+
+if __name__ == "__main__":
+  run()

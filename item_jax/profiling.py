@@ -1,0 +1,62 @@
+"""What a step costs: counted FLOPs, a chip's peak, and XLA's memory analysis, as text.
+
+The trainer logs these at start-up; the train-step benchmark reports them as JSON (with
+MFU: counted FLOPs per second against the chip's bf16 peak).
+"""
+
+import math
+
+import jax
+
+# Dense bf16 peak TFLOP/s per chip, by a substring of `jax.Device.device_kind` (vendors'
+# data sheets), for MFU. A chip not listed reports no MFU.
+PEAK_BF16_TFLOPS = (("H200", 989.0), ("H100", 989.0), ("A100", 312.0), ("L4", 121.0),
+                    ("TPU v5p", 459.0), ("TPU v5 lite", 197.0), ("TPU v5e", 197.0),
+                    ("TPU v4", 275.0), ("TPU v6", 918.0))
+
+
+def peak_bf16_tflops(device_kind: str) -> float | None:
+  for name, peak in PEAK_BF16_TFLOPS:
+    if name.lower() in device_kind.lower():
+      return peak
+  return None
+
+
+def flops_per_example(model_config) -> float:
+  """Matmul FLOPs of one training example (forward + backward = 3x forward)."""
+  width, mlp, layers = model_config.hidden_dim, model_config.mlp_dim, model_config.num_layers
+  patches = (model_config.image_size // model_config.patch_size) ** 2
+  tokens = model_config.max_text_len + patches
+  per_layer = 2 * tokens * (4 * width * width + 2 * width * mlp) + 4 * tokens * tokens * width
+  patch_embed = 2 * patches * (model_config.patch_size ** 2 * 3) * width
+  return 3.0 * (layers * per_layer + patch_embed)
+
+
+def memory_summary(memory) -> str:
+  """The compiled step's memory per device, from XLA's memory analysis."""
+  if memory is None:
+    return "unavailable"
+  sizes = {name: getattr(memory, f"{name}_size_in_bytes", 0)
+           for name in ("argument", "output", "alias", "temp", "generated_code")}
+  peak = getattr(memory, "peak_memory_in_bytes", 0)
+  parts = [f"peak {_mib(peak)}"] if peak else []
+  parts += [f"arguments {_mib(sizes['argument'])}",
+            f"outputs {_mib(sizes['output'])} ({_mib(sizes['alias'])} in donated buffers)",
+            f"temporaries {_mib(sizes['temp'])}", f"code {_mib(sizes['generated_code'])}"]
+  return ", ".join(parts)
+
+
+def state_memory_summary(abstract_state) -> str:
+  """Bytes of params and optimizer state on the fullest device, against their total."""
+  parts = []
+  for name in ("params", "opt_state"):
+    leaves = jax.tree.leaves(abstract_state[name])
+    total = sum(leaf.size * leaf.dtype.itemsize for leaf in leaves)
+    per_device = sum(math.prod(leaf.sharding.shard_shape(leaf.shape)) * leaf.dtype.itemsize
+                     for leaf in leaves)
+    parts.append(f"{name} {_mib(per_device)} of {_mib(total)}")
+  return ", ".join(parts)
+
+
+def _mib(num_bytes: float) -> str:
+  return f"{num_bytes / 2**20:.1f}MiB"
