@@ -82,12 +82,12 @@ def test_sigterm_saves_the_current_step_and_the_rerun_resumes(catalog_shards, tm
 
 @pytest.mark.faults
 def test_kill_9_at_a_random_step_resumes_to_the_unbroken_result(catalog_shards, tmp_path):
-  config = small_config(total_steps=24, checkpoint_every_steps=4,
+  config = small_config(total_steps=16, checkpoint_every_steps=4,
                         **{"data.dir": catalog_shards})
   config_path = write_config_file(tmp_path, config)
   unbroken, broken = tmp_path / "unbroken", tmp_path / "broken"
   log_paths = [tmp_path / "unbroken.log", tmp_path / "broken.log"]
-  kill_after = int(np.random.default_rng(KILL_SEED).integers(5, 17))
+  kill_after = int(np.random.default_rng(KILL_SEED).integers(5, 13))
   reference = start_training(config_path, unbroken, log_paths[0])  # Alongside, to save time.
   process = start_training(config_path, broken, log_paths[1])
   try:

@@ -42,8 +42,24 @@ def _truncate(path, fraction=0.6):
     shard.truncate(int(os.path.getsize(path) * fraction))
 
 
-def _verify(data_dir):
-  result = subprocess.run([sys.executable, "-m", "item_jax.cli.verify", "--data_dir", data_dir],
+def _break_image(path, record_index):
+  """Rewrites one record's JPEG as same-length garbage: framing and CRCs stay valid, the
+  shard keeps its size, only decoding the image fails. Returns the listing's id."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  records = list(tf.data.TFRecordDataset(path).as_numpy_iterator())
+  example = tf.train.Example.FromString(records[record_index])
+  image = example.features.feature["image"].bytes_list
+  image.value[0] = b"\xff\xd8\xff" + b"\x00" * (len(image.value[0]) - 3)
+  records[record_index] = example.SerializeToString()
+  with tf.io.TFRecordWriter(path) as writer:
+    for record in records:
+      writer.write(record)
+  return example.features.feature["id"].bytes_list.value[0].decode()
+
+
+def _verify(data_dir, *flags):
+  result = subprocess.run([sys.executable, "-m", "item_jax.cli.verify", "--data_dir", data_dir,
+                           *flags],
                           cwd=REPO, capture_output=True, text=True, timeout=120,
                           env=dict(os.environ, JAX_PLATFORMS="cpu"))
   return result.returncode, result.stdout
@@ -154,3 +170,45 @@ def test_stop_mode_is_the_default_and_a_wrong_value_is_refused(shards, tmp_path)
   config = small_config(**{"data.dir": shards, "data.on_corrupt_record": "ignore"})
   with pytest.raises(config_check.ConfigError, match=r"config\.data\.on_corrupt_record"):
     train_loop.train_and_evaluate(config, str(tmp_path / "run"))
+
+
+def test_an_undecodable_image_is_named_by_verify_and_stops_training(shards, tmp_path):
+  train_shard = _train_shard(shards)
+  size = os.path.getsize(train_shard)
+  listing_id = _break_image(train_shard, 3)
+  assert os.path.getsize(train_shard) == size  # The start-up size check cannot see it.
+
+  code, out = _verify(shards, "--images")
+  assert code == 1
+  assert f"{train_shard}: record 3 (listing {listing_id!r}): image undecodable" in out
+  assert json.loads(out.splitlines()[-1])["undecodable_images"] == 1
+
+  config = small_config(total_steps=40, checkpoint_every_steps=2,
+                        **{"data.dir": shards, "data.prefetch_batches": 0})
+  with pytest.raises(shard_integrity.CorruptShardError) as raised:
+    train_loop.train_and_evaluate(config, str(tmp_path / "run"))
+  message = str(raised.value)
+  assert f"record 3 (listing {listing_id!r})" in message and train_shard in message
+  assert "on_corrupt_record='skip'" in message
+
+
+def test_skip_mode_leaves_out_an_undecodable_image_counts_it_and_resumes_exactly(
+    shards, tmp_path):
+  train_shard = _train_shard(shards)
+  _break_image(train_shard, 3)
+  config = small_config(total_steps=8, checkpoint_every_steps=4,
+                        **{"data.dir": shards, "data.on_corrupt_record": "skip"})
+  unbroken = str(tmp_path / "unbroken")
+  train_loop.train_and_evaluate(config, unbroken)
+  [data_record] = _records(unbroken, "data")
+  assert data_record["undecodable_images_left_out"] == 1
+  assert data_record[f"undecodable_images_left_out.{os.path.basename(train_shard)}"] == 1
+  assert data_record["corrupt_records_left_out"] == 0
+  train = _records(unbroken, "train")
+  assert [r["step"] for r in train] == list(range(1, 9))
+
+  resumed = str(tmp_path / "resumed")
+  train_loop.train_and_evaluate(config, resumed, stop_at_step=4)
+  train_loop.train_and_evaluate(config, resumed)
+  by_step = {r["step"]: r["loss"] for r in _records(resumed, "train")}
+  assert [by_step[step] for step in range(5, 9)] == [r["loss"] for r in train[4:]]

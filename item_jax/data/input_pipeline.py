@@ -19,7 +19,7 @@ import logging
 import os
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import jax
 import numpy as np
@@ -60,7 +60,9 @@ def make_host_dataset(data_dir: str, split: str, *, image_size: int, max_text_le
                       host_batch_size: int, process_index: int, process_count: int,
                       shuffle_buffer: int, seed: int, repeat: bool = True,
                       start_batch: int = 0, drop_remainder: bool = True,
-                      record_limits: dict[str, int] | None = None) -> tf.data.Dataset:
+                      record_limits: dict[str, int] | None = None,
+                      dropped_records: dict[str, Sequence[int]] | None = None
+                      ) -> tf.data.Dataset:
   """Returns one part (a host's, or a training stream's) of the split as batch dicts.
 
   In training, `process_index` / `process_count` name a stream among
@@ -92,6 +94,8 @@ def make_host_dataset(data_dir: str, split: str, *, image_size: int, max_text_le
     drop_remainder: drop a final partial batch (only reachable with `repeat=False`).
     record_limits: shard path -> how many of its first records to read (the readable
       prefix of a damaged shard, `shard_integrity.readable_prefixes`); others are read whole.
+    dropped_records: shard path -> indices of records left out (listings whose image does
+      not decode, `shard_integrity.undecodable_images`).
 
   Returns:
     Dataset of dicts with the keys of `item_jax/batch.py`: `image` float32 [B, S, S, 3], the others
@@ -106,12 +110,14 @@ def make_host_dataset(data_dir: str, split: str, *, image_size: int, max_text_le
   host_files, shard_examples = _host_files(files, process_index, process_count)
   record_limits = {path: limit for path, limit in (record_limits or {}).items()
                    if path in host_files}
+  dropped_records = {path: sorted(set(indices)) for path, indices in
+                     (dropped_records or {}).items() if path in host_files and indices}
   first_epoch, skip_in_epoch = _resume_position(
       host_files, shard_examples, process_index, process_count,
-      start_batch * host_batch_size, repeat, record_limits)
+      start_batch * host_batch_size, repeat, record_limits, dropped_records)
   epochs = tf.data.Dataset.range(first_epoch, _NO_END if repeat else first_epoch + 1)
   shuffle = shuffle_buffer > 1
-  open_file = _file_opener(record_limits)
+  open_file = _file_opener(record_limits, dropped_records)
   records = epochs.flat_map(lambda epoch: _epoch_records(
       host_files, epoch, shuffle=shuffle, shuffle_buffer=shuffle_buffer, seed=seed,
       shard_examples=shard_examples, process_index=process_index,
@@ -161,7 +167,9 @@ def read_titles(data_dir: str, split: str, *, max_examples: int | None = None) -
 def make_global_iterator(config, data_dir: str, mesh: jax.sharding.Mesh, batch_sharding,
                          *, split: str = "train", start_step: int = 0,
                          num_streams: int | None = None,
-                         record_limits: dict[str, int] | None = None) -> "_PrefetchIterator":
+                         record_limits: dict[str, int] | None = None,
+                         dropped_records: dict[str, Sequence[int]] | None = None
+                         ) -> "_PrefetchIterator":
   """Yields training batches as global `jax.Array`s, `config.data.prefetch_batches` ahead.
 
   The split is read as `num_streams` streams of `global_batch_size // num_streams` examples
@@ -180,7 +188,7 @@ def make_global_iterator(config, data_dir: str, mesh: jax.sharding.Mesh, batch_s
     start_step: the first step's batch index.
     num_streams: overrides `resolve_num_streams(config)` (a resumed run keeps the stream
       count of its checkpoint).
-    record_limits: see `make_host_dataset`.
+    record_limits, dropped_records: see `make_host_dataset`.
   """
   global_batch_size = config.global_batch_size
   num_streams = resolve_num_streams(config) if num_streams is None else num_streams
@@ -192,7 +200,8 @@ def make_global_iterator(config, data_dir: str, mesh: jax.sharding.Mesh, batch_s
       max_text_len=config.model.max_text_len, host_batch_size=stream_batch_size,
       process_index=stream, process_count=num_streams,
       shuffle_buffer=config.data.shuffle_buffer, seed=config.seed, repeat=True,
-      start_batch=start_step, record_limits=record_limits) for stream in streams]
+      start_batch=start_step, record_limits=record_limits,
+      dropped_records=dropped_records) for stream in streams]
   to_global = lambda batch: _to_global_arrays(batch, batch_sharding, global_batch_size)
   host_batches = _concatenate_streams(datasets).as_numpy_iterator()
   return _PrefetchIterator(host_batches, to_global, config.data.prefetch_batches)
@@ -269,14 +278,30 @@ def _host_files(files: list[str], process_index: int, process_count: int
   return files, True
 
 
-def _file_opener(record_limits: dict[str, int]):
-  """path tensor -> its records: whole, or the first `record_limits[path]`."""
-  if not record_limits:
+def _file_opener(record_limits: dict[str, int], dropped_records: dict[str, list[int]]):
+  """path tensor -> its records: whole, or the first `record_limits[path]`, less the
+  records `dropped_records[path]` names."""
+  if not record_limits and not dropped_records:
     return tf.data.TFRecordDataset
-  table = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
-      tf.constant(list(record_limits)), tf.constant(list(record_limits.values()), tf.int64)),
+  limits = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+      tf.constant(list(record_limits) or [""]),
+      tf.constant(list(record_limits.values()) or [-1], tf.int64)),
       default_value=-1)  # take(-1): every record.
-  return lambda path: tf.data.TFRecordDataset(path).take(table.lookup(path))
+  dropped_keys = [f"{path}#{index}" for path, indices in dropped_records.items()
+                  for index in indices]
+  dropped = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+      tf.constant(dropped_keys or [""]), tf.ones([max(len(dropped_keys), 1)], tf.int64)),
+      default_value=0)
+
+  def open_file(path):
+    records = tf.data.TFRecordDataset(path).take(limits.lookup(path))
+    if not dropped_keys:
+      return records
+    return records.enumerate().filter(
+        lambda index, _: dropped.lookup(
+            tf.strings.join([path, "#", tf.strings.as_string(index)])) == 0
+    ).map(lambda _, record: record)
+  return open_file
 
 
 def _epoch_records(files: list[str], epoch: tf.Tensor, *, shuffle: bool, shuffle_buffer: int,
@@ -359,13 +384,16 @@ def _pipeline_options() -> tf.data.Options:
 
 def _resume_position(host_files: list[str], shard_examples: bool, process_index: int,
                      process_count: int, examples_to_skip: int,
-                     repeat: bool, record_limits: dict[str, int]) -> tuple[int, int]:
+                     repeat: bool, record_limits: dict[str, int],
+                     dropped_records: dict[str, list[int]] | None = None) -> tuple[int, int]:
   """Returns (first epoch, records to skip inside it) for skipping `examples_to_skip`."""
   if examples_to_skip == 0 or not repeat:
     return 0, examples_to_skip
   examples_per_epoch = (
       sum(record_limits[path] for path in host_files if path in record_limits)
-      + _count_records([path for path in host_files if path not in record_limits]))
+      + _count_records([path for path in host_files if path not in record_limits])
+      - sum(len([index for index in indices if index < record_limits.get(path, _NO_END)])
+            for path, indices in (dropped_records or {}).items() if path in host_files))
   if shard_examples:
     examples_per_epoch = len(range(process_index, examples_per_epoch, process_count))
   if examples_per_epoch == 0:

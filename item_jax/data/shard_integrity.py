@@ -9,6 +9,10 @@ The converter records every shard's size, record count and SHA-256 in
     broken shards with the first bad offset;
   * `CorruptShardError`: a record that fails to read during training stops the run with
     the broken files, their offsets and the last good checkpoint.
+A record can also read fine and hold an image that TensorFlow cannot decode (shards not
+written by this converter, bytes damaged before the CRC was computed): `undecodable_images`
+decodes every image of some shards (`verify --images`, skip mode at start-up, and the
+search that names the listing when training meets one).
 """
 
 import concurrent.futures
@@ -173,6 +177,75 @@ def readable_prefixes(data_dir: str, dataset_info: dict, split: str, files: Sequ
     limits[report.file] = report.records
     left_out[name] = recorded[name]["records"] - report.records
   return limits, left_out
+
+
+@dataclasses.dataclass(frozen=True)
+class UndecodableImage:
+  """A record whose image the training decoder rejects."""
+  file: str
+  record: int     # Index of the record in its shard (0-based).
+  id: str         # The listing's id.
+  error: str
+
+  def describe(self) -> str:
+    return f"{self.file}: record {self.record} (listing {self.id!r}): image undecodable ({self.error})"
+
+
+def scan_images(path: str, limit: int | None = None) -> list[UndecodableImage]:
+  """Decodes the image of every record of one shard (the first `limit`) as training does."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from item_jax.data import preprocess  # pylint: disable=g-import-not-at-top
+
+  records = tf.data.TFRecordDataset(path)
+  if limit is not None:
+    records = records.take(limit)
+  bad = []
+  for index, serialized in enumerate(records.as_numpy_iterator()):
+    example = tf.train.Example.FromString(serialized)
+    features = example.features.feature
+    image = features["image"].bytes_list.value[0] if "image" in features else b""
+    try:
+      preprocess.decode_image(tf.constant(image), 8)
+    except (tf.errors.InvalidArgumentError, tf.errors.UnknownError) as error:
+      listing_id = features["id"].bytes_list.value[0].decode("utf-8", "replace") \
+          if "id" in features else "?"
+      bad.append(UndecodableImage(file=path, record=index, id=listing_id,
+                                  error=_readable_message(error)))
+  return bad
+
+
+def undecodable_images(paths: Sequence[str], limits: dict[str, int] | None = None,
+                       num_workers: int | None = None) -> list[UndecodableImage]:
+  """`scan_images` over many shards at once (threads: TensorFlow decodes outside the GIL)."""
+  limits = limits or {}
+  num_workers = num_workers or min(len(paths), os.cpu_count() or 1) or 1
+  with concurrent.futures.ThreadPoolExecutor(max_workers=num_workers) as pool:
+    found = pool.map(lambda path: scan_images(path, limits.get(path)), list(paths))
+    return [image for per_shard in found for image in per_shard]
+
+
+def is_image_decode_error(error: BaseException) -> bool:
+  """Whether `error` looks like the input pipeline failing to decode an image."""
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+
+  return (isinstance(error, (tf.errors.InvalidArgumentError, tf.errors.UnknownError))
+          and re.search(r"jpeg|png|gif|bmp|webp|image", str(error), re.IGNORECASE) is not None)
+
+
+def undecodable_image_error(error: Exception, data_dir: str, files: Sequence[str],
+                            limits: dict[str, int] | None,
+                            last_checkpoint: int | None) -> CorruptShardError:
+  """The error a training run stops with when an image fails to decode (names the listing)."""
+  found = undecodable_images(files, limits)
+  where = ("\n  ".join(image.describe() for image in found[:20]) if found else
+           "no image fails to decode on a re-read (a transient error?)")
+  resume = (f"the last good checkpoint is step {last_checkpoint}; a rerun resumes from it"
+            if last_checkpoint is not None else "no checkpoint was written yet")
+  return CorruptShardError(
+      f"A training image failed to decode ({_readable_message(error)}).\nIn {data_dir}:\n  "
+      f"{where}\nRe-convert the catalog, or set config.data.on_corrupt_record='skip' to "
+      f"leave such listings out (counted); then rerun: {resume}. "
+      f"`python -m item_jax.cli.verify --data_dir {data_dir} --images` lists them all.")
 
 
 def is_record_read_error(error: BaseException) -> bool:
