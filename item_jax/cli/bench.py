@@ -5,22 +5,26 @@
       [--train_examples_per_s 2000]
   python -m item_jax.cli.bench memorise --config demo.py --data_dir runs/demo/shards \
       [--examples 16] [--steps 300]
+  python -m item_jax.cli.bench vs-peer --config tiny.py [--rounds 3] [--steps 20] \
+      [--peer_steps 10] [--peer_python /tmp/peer/bin/python] [--max_load 1.0]
 
 `train` times the compiled step on device-resident random batches
 (`item_jax/benchmarks/train_throughput.py`); `input` times the host tf.data pipeline (read,
 parse, decode, resize, normalise, batch; `benchmarks/input_throughput.py`); `memorise`
 trains on one fixed batch of real listings and reports whether every objective learns it
-(`benchmarks/memorisation.py`).
+(`benchmarks/memorisation.py`); `vs-peer` alternates `train` with the PyTorch peer at the
+same dims and quotes medians only on a quiet machine (`benchmarks/vs_peer.py`).
 """
 
 import json
 
 from absl import app, flags
+from ml_collections import config_flags
 
 from item_jax import configs
 from item_jax.cli import common
 
-COMMANDS = ("train", "input", "memorise")
+COMMANDS = ("train", "input", "memorise", "vs-peer")
 MEMORISE_DEFAULT_STEPS = 300
 
 
@@ -34,6 +38,11 @@ def define_flags():
   flags.DEFINE_float(
       "train_examples_per_s", None,
       "input: the training step's examples/s per host, reported next to the pipeline's rate.")
+  flags.DEFINE_integer("rounds", 3, "vs-peer: alternating rounds.")
+  flags.DEFINE_integer("peer_steps", 10, "vs-peer: the peer's timed steps.")
+  flags.DEFINE_string("peer_python", "/tmp/peer/bin/python", "vs-peer: Python with torch.")
+  flags.DEFINE_string("peer_script", "../shared/bench/peer_vilt.py", "vs-peer: the peer.")
+  flags.DEFINE_float("max_load", 1.0, "vs-peer: refuse above this 1-minute load average.")
 
 
 def main(argv):
@@ -53,6 +62,13 @@ def main(argv):
     batch = memorisation.first_listings(config, values.data_dir, values.examples)
     result = memorisation.memorise(config, batch, steps=steps)
     result["failures"] = memorisation.check_memorised(result)
+  elif argv[1] == "vs-peer":
+    from item_jax.benchmarks import vs_peer  # pylint: disable=g-import-not-at-top
+    spec = config_flags.get_config_filename(values["config"])
+    result = vs_peer.benchmark_vs_peer(
+        spec, config, rounds=values.rounds, steps=values.steps, peer_steps=values.peer_steps,
+        peer_python=values.peer_python, peer_script=values.peer_script,
+        max_load=values.max_load)
   else:
     from item_jax.benchmarks import input_throughput  # pylint: disable=g-import-not-at-top
     result = input_throughput.benchmark_input(config, data_dir=values.data_dir,

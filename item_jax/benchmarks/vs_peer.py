@@ -1,0 +1,113 @@
+"""item_jax against its peer at equal dims: alternating runs, medians, and a quiet-machine guard.
+
+  python -m item_jax.cli.bench vs-peer --config tiny.py [--rounds 3] [--steps 20] \
+      [--peer_steps 10] [--peer_python /tmp/peer/bin/python] \
+      [--peer_script ../shared/bench/peer_vilt.py]
+
+The peer is Hugging Face ViLT in PyTorch with ITEm-like heads (MLM, MIM, ITM;
+`shared/bench/peer_vilt.py`, in a virtual environment of its own). Each round runs the
+item_jax train-step benchmark and then the peer, as separate processes at the config's dims
+(width, layers, heads, MLP, image, patch, text slots, vocabulary, global batch); item_jax
+trains ITEm's five objectives (the peer has no contrastive views). The result is one JSON
+line: both sides' examples/s per round and their medians, the ratio's median and range.
+
+Figures taken beside other work are wrong in a way that favours whichever side's thread
+pool copes better, so nothing is quoted unless the machine is quiet: the 1-minute load
+average must be under `max_load` at the start, and during every run the CPU time that
+other processes took (the machine's busy time from /proc/stat less this benchmark's own
+children) must stay under `max_foreign_cpu` of one core. Otherwise `quotable` is false, the
+medians are left out, and `refused` says why.
+"""
+
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+DEFAULT_PEER_PYTHON = "/tmp/peer/bin/python"
+DEFAULT_PEER_SCRIPT = os.path.join("..", "shared", "bench", "peer_vilt.py")
+
+
+def _busy_seconds() -> float:
+  """CPU seconds all processes on the machine have used (non-idle /proc/stat time)."""
+  with open("/proc/stat", encoding="ascii") as stat:
+    fields = [int(value) for value in stat.readline().split()[1:]]
+  idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+  return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _children_seconds() -> float:
+  usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+  return usage.ru_utime + usage.ru_stime
+
+
+def _timed_run(command: list[str], env: dict) -> tuple[dict, float]:
+  """(the command's last JSON line, CPU seconds other processes used meanwhile)."""
+  busy, ours = _busy_seconds(), _children_seconds()
+  completed = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+  foreign = (_busy_seconds() - busy) - (_children_seconds() - ours)
+  if completed.returncode != 0:
+    raise RuntimeError(f"{' '.join(command)} failed ({completed.returncode}):\n"
+                       f"{completed.stderr[-2000:]}")
+  lines = [line for line in completed.stdout.splitlines() if line.startswith("{")]
+  return json.loads(lines[-1]), max(foreign, 0.0)
+
+
+def peer_arguments(config) -> list[str]:
+  """The peer's flags for the dims of `config`."""
+  m = config.model
+  return ["--hidden", str(m.hidden_dim), "--layers", str(m.num_layers), "--heads",
+          str(m.num_heads), "--mlp", str(m.mlp_dim), "--image", str(m.image_size), "--patch",
+          str(m.patch_size), "--text", str(m.max_text_len), "--vocab", str(m.vocab_size),
+          "--batch", str(config.global_batch_size)]
+
+
+def benchmark_vs_peer(config_spec: str, config, *, rounds: int = 3, steps: int = 20,
+                      peer_steps: int = 10, peer_python: str = DEFAULT_PEER_PYTHON,
+                      peer_script: str = DEFAULT_PEER_SCRIPT, max_load: float = 1.0,
+                      max_foreign_cpu: float = 0.15) -> dict:
+  """Alternates `rounds` item_jax and peer runs; see the module docstring."""
+  for path, what in ((peer_python, "peer Python (torch, transformers)"),
+                     (peer_script, "peer script")):
+    if not os.path.exists(path):
+      raise FileNotFoundError(f"{what} not found at {path}; set it up as "
+                              "shared/bench/README.md says")
+  if rounds < 1:
+    raise ValueError(f"rounds must be >= 1, got {rounds}")
+  load_before = os.getloadavg()[0]
+  result = dict(benchmark="vs_peer", config=config_spec, rounds=rounds, steps=steps,
+                peer_steps=peer_steps, cpu_count=os.cpu_count(),
+                load_average_1min_before=round(load_before, 2), max_load=max_load,
+                max_foreign_cpu_cores=max_foreign_cpu)
+  if load_before >= max_load:
+    return dict(result, quotable=False,
+                refused=f"1-minute load average {load_before:.2f} >= {max_load}: other work "
+                        "is running; wait for a quiet machine")
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+  item_jax_command = [sys.executable, "-m", "item_jax.cli.bench", "train", "--config",
+                      config_spec, "--steps", str(steps), "--config.objectives=itm,mlm,mim,gmlm,gmim"]
+  peer_command = [peer_python, peer_script, *peer_arguments(config), "--steps", str(peer_steps)]
+  ours, theirs, disturbed = [], [], []
+  for round_index in range(rounds):
+    for name, command, rates in (("item_jax", item_jax_command, ours),
+                                 ("peer", peer_command, theirs)):
+      start = time.perf_counter()
+      line, foreign = _timed_run(command, env)
+      wall = time.perf_counter() - start
+      rates.append(float(line["examples_per_s"]))
+      if foreign / wall > max_foreign_cpu:
+        disturbed.append(f"round {round_index + 1} {name}: other processes used "
+                         f"{foreign / wall:.2f} cores")
+  ratios = [a / b for a, b in zip(ours, theirs)]
+  result.update(item_jax_examples_per_s=ours, peer_examples_per_s=theirs,
+                ratios=[round(r, 3) for r in ratios])
+  if disturbed:
+    return dict(result, quotable=False, refused="; ".join(disturbed))
+  return dict(result, quotable=True,
+              item_jax_median=round(statistics.median(ours), 2),
+              peer_median=round(statistics.median(theirs), 2),
+              ratio_median=round(statistics.median(ratios), 3),
+              ratio_min=round(min(ratios), 3), ratio_max=round(max(ratios), 3))

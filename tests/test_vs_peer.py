@@ -1,0 +1,39 @@
+"""The paired benchmark against the PyTorch peer refuses to quote figures on a busy machine."""
+
+import pytest
+
+from conftest import small_config
+from item_jax.benchmarks import vs_peer
+
+
+def test_a_loaded_machine_gets_no_figures(tmp_path):
+  peer_python, peer_script = tmp_path / "python", tmp_path / "peer.py"
+  peer_python.write_text("")
+  peer_script.write_text("")
+  result = vs_peer.benchmark_vs_peer("tiny.py", small_config(), peer_python=str(peer_python),
+                                     peer_script=str(peer_script), max_load=0.0)
+  assert result["quotable"] is False and "load average" in result["refused"]
+  assert "ratio_median" not in result and "item_jax_median" not in result
+
+
+def test_missing_peer_is_a_clear_error(tmp_path):
+  with pytest.raises(FileNotFoundError, match="peer Python"):
+    vs_peer.benchmark_vs_peer("tiny.py", small_config(), peer_python=str(tmp_path / "no"))
+
+
+def test_peer_runs_at_the_configs_dims():
+  config = small_config()
+  arguments = vs_peer.peer_arguments(config)
+  values = dict(zip(arguments[::2], arguments[1::2]))
+  assert values == {"--hidden": "64", "--layers": "2", "--heads": "4", "--mlp": "128",
+                    "--image": "32", "--patch": "8", "--text": "16", "--vocab": "512",
+                    "--batch": "16"}
+
+
+def test_foreign_cpu_is_what_other_processes_used(monkeypatch):
+  clock = iter([100.0, 130.0])     # The machine was busy 30 CPU seconds ...
+  children = iter([10.0, 30.0])    # ... of which the benchmark's own child used 20.
+  monkeypatch.setattr(vs_peer, "_busy_seconds", lambda: next(clock))
+  monkeypatch.setattr(vs_peer, "_children_seconds", lambda: next(children))
+  line, foreign = vs_peer._timed_run(["python3", "-c", "print('{\"examples_per_s\": 5}')"], {})
+  assert line == {"examples_per_s": 5} and foreign == pytest.approx(10.0)
