@@ -7,13 +7,16 @@
       [--examples 16] [--steps 300]
   python -m item_jax.cli.bench vs-peer --config tiny.py [--rounds 3] [--steps 20] \
       [--peer_steps 10] [--peer_python /tmp/peer/bin/python] [--max_load 1.0]
+  python -m item_jax.cli.bench search [--gallery_rows 1000000 --width 256 --queries 2048 --k 10]
 
 `train` times the compiled step on device-resident random batches
 (`item_jax/benchmarks/train_throughput.py`); `input` times the host tf.data pipeline (read,
 parse, decode, resize, normalise, batch; `benchmarks/input_throughput.py`); `memorise`
 trains on one fixed batch of real listings and reports whether every objective learns it
 (`benchmarks/memorisation.py`); `vs-peer` alternates `train` with the PyTorch peer at the
-same dims and quotes medians only on a quiet machine (`benchmarks/vs_peer.py`).
+same dims and quotes medians only on a quiet machine (`benchmarks/vs_peer.py`); `search`
+times exact top-k over a synthetic gallery, on one device and sharded over all
+(`benchmarks/search_throughput.py`).
 """
 
 import json
@@ -24,7 +27,7 @@ from ml_collections import config_flags
 from item_jax import configs
 from item_jax.cli import common
 
-COMMANDS = ("train", "input", "memorise", "vs-peer")
+COMMANDS = ("train", "input", "memorise", "vs-peer", "search")
 MEMORISE_DEFAULT_STEPS = 300
 
 
@@ -43,12 +46,23 @@ def define_flags():
   flags.DEFINE_string("peer_python", "/tmp/peer/bin/python", "vs-peer: Python with torch.")
   flags.DEFINE_string("peer_script", "../shared/bench/peer_vilt.py", "vs-peer: the peer.")
   flags.DEFINE_float("max_load", 1.0, "vs-peer: refuse above this 1-minute load average.")
+  flags.DEFINE_integer("gallery_rows", 1_000_000, "search: synthetic gallery rows.")
+  flags.DEFINE_integer("width", 256, "search: embedding width.")
+  flags.DEFINE_integer("queries", 2048, "search: timed queries.")
+  flags.DEFINE_integer("k", 10, "search: neighbours per query.")
 
 
 def main(argv):
   if len(argv) != 2 or argv[1] not in COMMANDS:
     raise app.UsageError(f"usage: python -m item_jax.cli.bench {{{'|'.join(COMMANDS)}}} "
                          "--config CONFIG [flags]")
+  if argv[1] == "search":
+    from item_jax.benchmarks import search_throughput  # pylint: disable=g-import-not-at-top
+    values = common.start(argv[:1])
+    print(json.dumps(search_throughput.benchmark_search(
+        gallery_rows=values.gallery_rows, width=values.width, queries=values.queries,
+        k=values.k)), flush=True)
+    return
   values = common.start(argv[:1], "config")
   config = values.config
   if argv[1] == "train":

@@ -235,6 +235,12 @@ def iter_cosine_top_k(query_embeddings, gallery_embeddings, *, k: int,
 def _top_k_for_query_block(query_tiles, exclude_tiles, gallery_tiles, num_gallery, *, k):
   """[T, Tq, D] query tiles -> top-k (scores, indices) [T, Tq, k] over all gallery tiles."""
   gallery_starts = jnp.arange(gallery_tiles.shape[0], dtype=jnp.int32) * GALLERY_TILE_ROWS
+  return _block_top_k(query_tiles, exclude_tiles, gallery_tiles, gallery_starts, num_gallery,
+                      k)
+
+
+def _block_top_k(query_tiles, exclude_tiles, gallery_tiles, gallery_starts, num_gallery, k):
+  """Top-k of query tiles over gallery tiles whose first rows are `gallery_starts`."""
 
   def top_k_for_query_tile(tile_and_exclude):
     queries, exclude = tile_and_exclude
@@ -250,10 +256,8 @@ def _top_k_for_query_block(query_tiles, exclude_tiles, gallery_tiles, num_galler
       indices = jnp.where(dropped, num_gallery, gallery_index[None, :])
       # The running best come from earlier (lower-index) tiles and top_k keeps the lower
       # position first among equal scores: ties resolve to the lower gallery index.
-      merged_scores = jnp.concatenate([best_scores, scores], axis=1)
-      merged_indices = jnp.concatenate([best_indices, indices], axis=1)
-      top_scores, positions = jax.lax.top_k(merged_scores, k)
-      return (top_scores, jnp.take_along_axis(merged_indices, positions, axis=1)), None
+      return _merge_top_k(jnp.concatenate([best_scores, scores], axis=1),
+                          jnp.concatenate([best_indices, indices], axis=1), k), None
 
     empty = (jnp.full((queries.shape[0], k), -jnp.inf, jnp.float32),
              jnp.full((queries.shape[0], k), num_gallery, jnp.int32))
@@ -261,6 +265,12 @@ def _top_k_for_query_block(query_tiles, exclude_tiles, gallery_tiles, num_galler
     return best
 
   return jax.lax.map(top_k_for_query_tile, (query_tiles, exclude_tiles))
+
+
+def _merge_top_k(scores, indices, k):
+  """The k best of candidates laid out lower gallery index first (ties keep the lower)."""
+  top_scores, positions = jax.lax.top_k(scores, k)
+  return top_scores, jnp.take_along_axis(indices, positions, axis=-1)
 
 
 def _checked_embeddings(embeddings, name: str) -> np.ndarray:
