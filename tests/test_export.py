@@ -85,7 +85,7 @@ def test_missing_export_files_give_a_clear_error(tmp_path):
 
 def test_embed_manifest_handles_missing_modalities_and_rejects_broken_images(
     trained_workdir, tmp_path):
-  from item_jax.cli import embed  # pylint: disable=g-import-not-at-top
+  from item_jax import catalog_embedding as embed  # pylint: disable=g-import-not-at-top
   out = str(tmp_path / "export")
   export.export_model(trained_workdir, out)
   from PIL import Image  # pylint: disable=g-import-not-at-top

@@ -1,0 +1,74 @@
+"""A catalog embedded by 2 processes (Parquet parts) equals the 1-process embedding."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from item_jax import catalog_embedding, export
+from item_jax.evaluation import ann_index
+from subprocess_utils import REPO_ROOT, free_port, wait_for
+
+
+def _embed_command(export_dir, manifest_path, out_dir, *extra):
+  return [sys.executable, "-m", "item_jax.cli.embed", "--export", export_dir, "--manifest",
+          manifest_path, "--out", out_dir, "--format", "parquet", "--batch_size", "8", *extra]
+
+
+def test_two_processes_write_parts_whose_union_is_the_one_process_output(
+    trained_workdir, catalog_shards, tmp_path):
+  export_dir = str(tmp_path / "export")
+  export.export_model(trained_workdir, export_dir)
+  catalog = os.path.join(os.path.dirname(catalog_shards), "catalog")
+  lines = open(os.path.join(catalog, "manifest.jsonl"), encoding="utf-8").read().splitlines()
+  rows = [json.loads(line) for line in lines[:21]]
+  for row in rows:
+    row["image"] = os.path.join(catalog, row["image"])
+  (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
+  rows.insert(15, dict(id="broken", title="broken photo", image=str(tmp_path / "broken.jpg")))
+  manifest_path = str(tmp_path / "manifest.jsonl")
+  with open(manifest_path, "w", encoding="utf-8") as f:
+    f.write("\n".join(json.dumps(row) for row in rows) + "\n{not json\n")
+
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  env.update(JAX_PLATFORMS="cpu", PYTHONPATH=REPO_ROOT)
+  port = free_port()
+  processes = [subprocess.Popen(_embed_command(export_dir, manifest_path, str(tmp_path / "one")),
+                                env=env, cwd=REPO_ROOT, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE)]
+  processes += [subprocess.Popen(
+      _embed_command(export_dir, manifest_path, str(tmp_path / "two"), "--coordinator_address",
+                     f"127.0.0.1:{port}", "--num_processes", "2", "--process_id", str(rank)),
+      env=env, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+      for rank in range(2)]
+  codes = wait_for(processes, timeout=240)
+  assert codes == [0, 0, 0], [p.stderr.read().decode()[-2000:] for p in processes]
+
+  one, two = catalog_embedding.read_parts(str(tmp_path / "one")), \
+      catalog_embedding.read_parts(str(tmp_path / "two"))
+  assert len(os.listdir(tmp_path / "two")) == 5  # 2 parts, 2 part summaries, the index.
+  assert one.column("id").to_pylist() == two.column("id").to_pylist() == [
+      row["id"] for row in rows if row["id"] != "broken"]
+  assert one.column("group").to_pylist() == two.column("group").to_pylist()
+  assert one.column("category").to_pylist() == two.column("category").to_pylist()
+  vectors = [np.asarray(t.column("embedding").to_pylist(), np.float32) for t in (one, two)]
+  assert vectors[0].shape == (21, 32)
+  np.testing.assert_allclose(vectors[1], vectors[0], atol=1e-6)
+  np.testing.assert_allclose(np.linalg.norm(vectors[0], axis=1), 1.0, atol=1e-5)
+
+  index = json.load(open(tmp_path / "two" / catalog_embedding.INDEX_FILE))
+  assert [part["rows"] for part in index["parts"]] == [
+      len(pq.read_table(tmp_path / "two" / part["part"])) for part in index["parts"]]
+  assert index["num_embedded"] == 21 and index["num_rejected"] == 2  # The image, the line.
+  assert index["num_input_listings"] == 23
+  one_index = json.load(open(tmp_path / "one" / catalog_embedding.INDEX_FILE))
+  assert one_index["num_rejected"] == 2 and len(one_index["parts"]) == 1
+
+  # The serving index built from the parts reports its recall against exact search.
+  info = ann_index.build_from_parts(str(tmp_path / "two"), str(tmp_path / "ann"), nlist=2,
+                                    nprobe=2, k=5)
+  assert info["rows"] == 21 and info["recall@5_vs_exact"] == 1.0  # Every cell searched.
+  assert json.load(open(tmp_path / "ann" / "ids.json")) == one.column("id").to_pylist()
