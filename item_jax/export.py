@@ -5,8 +5,12 @@
   vectors = model.embed(images=["a.jpg", None], titles=["red mug 12 oz", ""])
 
 An export directory holds
-  * `params.msgpack`: the parameter tree (flax msgpack serialisation: arrays and dicts only),
-    in float32 or bfloat16 (no optimizer state);
+  * the parameters (no optimizer state), in float32 or bfloat16, as either
+    `params.msgpack` (default: the flax msgpack serialisation of the tree, arrays and dicts
+    only) or `params.safetensors` (`--format safetensors`: one tensor per parameter, named by
+    its path in the tree joined with ".", e.g. `block_0.attention.query_kernel`,
+    `token_embedding.embedding`; kernels are [in, out] as in flax; metadata
+    `item_jax_format` = "1"); any safetensors reader loads it, no pickle either way;
   * `config.json`: the training config (the model block is what the loader needs);
   * `tokenizer.model`: the SentencePiece model of the training data;
   * `export_info.json`: the step, the dtype, the parameter count, the source workdir and the
@@ -27,6 +31,7 @@ import shutil
 from typing import Sequence
 
 import flax.serialization
+import flax.traverse_util
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -40,6 +45,9 @@ from item_jax.data.dataset_info import DEFAULT_MAX_IMAGE_PIXELS, TOKENIZER_FILE
 from item_jax.model import ItemModel, model_from_config
 
 PARAMS_FILE = "params.msgpack"
+SAFETENSORS_FILE = "params.safetensors"
+PARAMS_FORMATS = {"msgpack": PARAMS_FILE, "safetensors": SAFETENSORS_FILE}
+SAFETENSORS_SEPARATOR = "."
 CONFIG_FILE = "config.json"
 INFO_FILE = "export_info.json"
 EXPORT_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -103,14 +111,16 @@ class ExportedModel:
 
 def load_exported(path: str, *, batch_size: int = 64) -> ExportedModel:
   """Reads an export directory; parameters are cast to float32 for computing."""
-  for name in (PARAMS_FILE, CONFIG_FILE, TOKENIZER_FILE, INFO_FILE):
+  params_files = [name for name in PARAMS_FORMATS.values()
+                  if os.path.isfile(os.path.join(path, name))]
+  for name in (params_files[0] if params_files else PARAMS_FILE, CONFIG_FILE, TOKENIZER_FILE,
+               INFO_FILE):
     if not os.path.isfile(os.path.join(path, name)):
       raise FileNotFoundError(f"{os.path.join(path, name)} is missing: {path} is not an "
                               "export directory (python -m item_jax.cli.export)")
   with open(os.path.join(path, CONFIG_FILE), encoding="utf-8") as f:
     config = ml_collections.ConfigDict(json.load(f))
-  with open(os.path.join(path, PARAMS_FILE), "rb") as f:
-    params = flax.serialization.msgpack_restore(f.read())
+  params = read_params(os.path.join(path, params_files[0]))
   params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), params)
   with open(os.path.join(path, INFO_FILE), encoding="utf-8") as f:
     info = json.load(f)
@@ -119,17 +129,44 @@ def load_exported(path: str, *, batch_size: int = 64) -> ExportedModel:
                        stored_image_size=int(info["stored_image_size"]), batch_size=batch_size)
 
 
+def write_params(params, path: str) -> None:
+  """The parameter tree to `params.msgpack` or `params.safetensors` (by the file name)."""
+  if path.endswith(".safetensors"):
+    from safetensors.flax import save_file  # pylint: disable=g-import-not-at-top
+    flat = flax.traverse_util.flatten_dict(params, sep=SAFETENSORS_SEPARATOR)
+    save_file({name: jnp.asarray(value) for name, value in flat.items()}, path,
+              metadata={"item_jax_format": "1"})
+  else:
+    with open(path, "wb") as f:
+      f.write(flax.serialization.msgpack_serialize(params))
+
+
+def read_params(path: str) -> dict:
+  """The parameter tree written by `write_params`."""
+  if path.endswith(".safetensors"):
+    from safetensors.flax import load_file  # pylint: disable=g-import-not-at-top
+    return flax.traverse_util.unflatten_dict(
+        {name: np.asarray(value) if value.dtype != jnp.bfloat16 else value
+         for name, value in load_file(path).items()}, sep=SAFETENSORS_SEPARATOR)
+  with open(path, "rb") as f:
+    return flax.serialization.msgpack_restore(f.read())
+
+
 def export_model(workdir: str, out_dir: str, *, dtype: str = "float32",
-                 step: int | None = None) -> dict:
+                 step: int | None = None, params_format: str = "msgpack") -> dict:
   """Writes the export directory; returns its export_info."""
   if dtype not in EXPORT_DTYPES:
     raise ValueError(f"--dtype must be one of {sorted(EXPORT_DTYPES)}, got {dtype!r}")
+  if params_format not in PARAMS_FORMATS:
+    raise ValueError(f"--format must be one of {sorted(PARAMS_FORMATS)}, got {params_format!r}")
   from item_jax import checkpoint  # pylint: disable=g-import-not-at-top  (training code)
   config, params, restored_step = checkpoint.restore_trained_params(workdir, step)
   params = jax.tree.map(lambda x: np.asarray(jnp.asarray(x, EXPORT_DTYPES[dtype])), params)
   os.makedirs(out_dir, exist_ok=True)
-  with open(os.path.join(out_dir, PARAMS_FILE), "wb") as f:
-    f.write(flax.serialization.msgpack_serialize(params))
+  for stale in PARAMS_FORMATS.values():  # One parameter file per export.
+    if os.path.exists(os.path.join(out_dir, stale)):
+      os.remove(os.path.join(out_dir, stale))
+  write_params(params, os.path.join(out_dir, PARAMS_FORMATS[params_format]))
   with open(os.path.join(out_dir, CONFIG_FILE), "w", encoding="utf-8") as f:
     f.write(config.to_json_best_effort(indent=2))
   tokenizer_path = os.path.join(config.data.dir, TOKENIZER_FILE)
@@ -138,7 +175,8 @@ def export_model(workdir: str, out_dir: str, *, dtype: str = "float32",
                             "needs it to embed titles.")
   shutil.copyfile(tokenizer_path, os.path.join(out_dir, TOKENIZER_FILE))
   data_info = dataset_info.load_dataset_info(config.data.dir)
-  info = dict(step=restored_step, dtype=dtype, workdir=os.path.abspath(workdir),
+  info = dict(step=restored_step, dtype=dtype, format=params_format,
+              workdir=os.path.abspath(workdir),
               stored_image_size=int(data_info["image_size"]),
               num_params=int(sum(x.size for x in jax.tree.leaves(params))),
               embed_dim=int(config.model.embed_dim))

@@ -106,3 +106,28 @@ def test_embed_manifest_handles_missing_modalities_and_rejects_broken_images(
   reasons = sorted(r["reason"] for r in summary["rejects"])
   assert reasons == ["corrupt_image", "malformed_line"]
   assert summary["num_input_listings"] == summary["num_embedded"] + summary["num_rejected"]
+
+
+def test_safetensors_export_round_trips_with_flat_names(trained_workdir, tmp_path):
+  from safetensors import safe_open  # pylint: disable=g-import-not-at-top
+  msgpack_dir, safetensors_dir = str(tmp_path / "msgpack"), str(tmp_path / "safetensors")
+  export.export_model(trained_workdir, msgpack_dir)
+  info = export.export_model(trained_workdir, safetensors_dir, params_format="safetensors")
+  assert info["format"] == "safetensors"
+  assert sorted(os.listdir(safetensors_dir)) == ["config.json", "export_info.json",
+                                                 "params.safetensors", "tokenizer.model"]
+  _, params, _ = checkpoint.restore_trained_params(trained_workdir)
+  # Any safetensors reader sees one tensor per parameter under its dot-joined tree path.
+  with safe_open(os.path.join(safetensors_dir, "params.safetensors"), "numpy") as f:
+    assert f.metadata() == {"item_jax_format": "1"}
+    names = set(f.keys())
+    np.testing.assert_array_equal(f.get_tensor("block_0.attention.query_kernel"),
+                                  np.asarray(params["block_0"]["attention"]["query_kernel"]))
+  assert len(names) == len(jax.tree.leaves(params)) and "token_embedding.embedding" in names
+  loaded = export.read_params(os.path.join(safetensors_dir, "params.safetensors"))
+  jax.tree.map(np.testing.assert_array_equal, loaded, jax.tree.map(np.asarray, params))
+  listings = ([None, None], ["red ceramic mug", "blue tote bag"])
+  np.testing.assert_array_equal(item_jax.load_exported(safetensors_dir).embed(*listings),
+                                item_jax.load_exported(msgpack_dir).embed(*listings))
+  with pytest.raises(ValueError, match="--format"):
+    export.export_model(trained_workdir, str(tmp_path / "x"), params_format="pickle")

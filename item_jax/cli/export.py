@@ -1,6 +1,7 @@
 """Exports a trained model: parameters only, no optimizer state, no pickle.
 
-  python -m item_jax.cli.export --workdir runs/demo/train --out runs/demo/export [--dtype bfloat16]
+  python -m item_jax.cli.export --workdir runs/demo/train --out runs/demo/export \
+      [--dtype bfloat16] [--format safetensors]
 
 The format and its loader are `item_jax/export.py`; `item_jax.load_exported(path)` turns the
 directory back into an embed function.
@@ -19,12 +20,14 @@ def define_flags():
   flags.DEFINE_string("out", None, "Export directory to write.")
   flags.DEFINE_enum("dtype", "float32", sorted(export.EXPORT_DTYPES), "Stored dtype.")
   flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).")
+  flags.DEFINE_enum("format", "msgpack", sorted(export.PARAMS_FORMATS),
+                    "Parameter file: flax msgpack, or safetensors (flat, dot-joined names).")
 
 
 def main(argv):
   values = common.start(argv, "workdir", "out")
   print(json.dumps(export.export_model(values.workdir, values.out, dtype=values.dtype,
-                                       step=values.step)))
+                                       step=values.step, params_format=values.format)))
 
 
 def run():
