@@ -55,7 +55,7 @@ def run_ablation(data_dir: str, workdir: str, *, steps: int | None = None,
     data_dir: converted shards shared by every variant.
     workdir: one sub-directory per variant, plus the tables and the plot.
     steps: training steps per variant (default: the config's).
-    variants: a subset of `configs/ablation.py`'s variants (default: all four).
+    variants: a subset of `configs/ablation.py`'s variants (default: all six).
     overrides: flattened config fields ({"model.num_layers": 1}) set in every variant.
   """
   _, all_variants = ablation_config("full")
@@ -125,7 +125,7 @@ def define_flags():
   flags.DEFINE_string("data_dir", None, "Converted shards shared by every variant.")
   flags.DEFINE_string("workdir", None, "One sub-directory per variant, plus the table.")
   flags.DEFINE_integer("steps", None, "Training steps per variant (default: the config's).")
-  flags.DEFINE_list("variants", None, "Subset of variants to run (default: all four).")
+  flags.DEFINE_list("variants", None, "Subset of variants to run (default: all six).")
 
 
 def main(argv):
