@@ -109,7 +109,3 @@ def keep_modalities(batch: dict, modalities: tuple[str, ...]) -> dict:
     batch = remove_modality(batch, "title")
   return batch
 
-
-def model_inputs(batch: dict) -> dict:
-  """The part of a batch the encoder reads."""
-  return {key: batch[key] for key in MODEL_INPUT_KEYS}

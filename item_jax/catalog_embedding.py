@@ -39,7 +39,7 @@ def _embed_listings(model, listings, batch_size: int, show_progress: bool):
     images, titles, batch = [], [], []
     for listing in listings[start:start + batch_size]:
       try:
-        images.append(model.stored_jpeg(listing.image_path) if listing.image_path else None)
+        images.append(model.stored_jpeg(listing.image_path) if listing.image_path else b"")
       except image_io.ImageRejected as rejected:
         rejects.append(dict(line=listing.line_number, id=listing.id, reason=rejected.reason,
                             detail=rejected.detail))
@@ -47,7 +47,7 @@ def _embed_listings(model, listings, batch_size: int, show_progress: bool):
       titles.append(listing.title)
       batch.append(listing)
     if batch:
-      vectors.append(model.embed(images, titles))
+      vectors.append(model.embed_inputs(model.preprocess_stored(images, titles)))
       kept.extend(batch)
     progress.update(min(batch_size, len(listings) - start))
   progress.close()

@@ -94,11 +94,11 @@ class Checkpointer:
     return saved
 
   def complete_steps(self) -> list[int]:
-    """Steps whose checkpoint directory was fully written (read from the directory)."""
+    """Steps whose checkpoint was fully written, as Orbax reads them from storage now
+    (unfinished writes and, on object stores, uncommitted steps are not listed)."""
     if not self.directory.exists():
       return []
-    return sorted(int(path.name) for path in self.directory.iterdir()
-                  if path.name.isdigit() and path.is_dir())
+    return sorted(self._manager.all_steps(read=True))
 
   def _pending_or(self, step: int) -> int:
     return self._last_saved_step if self._last_saved_step is not None else step

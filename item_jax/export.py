@@ -71,10 +71,15 @@ class ExportedModel:
     """Model inputs for listings: images as paths, encoded bytes or None; titles as text."""
     if len(images) != len(titles):
       raise ValueError(f"{len(images)} images but {len(titles)} titles")
+    return self.preprocess_stored([self.stored_jpeg(image) for image in images], titles)
+
+  def preprocess_stored(self, stored_jpegs: Sequence[bytes],
+                        titles: Sequence[str | None]) -> dict[str, np.ndarray]:
+    """Model inputs from images already in the converter's stored form (`stored_jpeg`)."""
     size, length = self.config.model.image_size, self.config.model.max_text_len
     rows = []
-    for image, title in zip(images, titles):
-      image_tensor, image_flag = preprocess.decode_image(self.stored_jpeg(image), size)
+    for stored, title in zip(stored_jpegs, titles):
+      image_tensor, image_flag = preprocess.decode_image(stored, size)
       cleaned, _ = manifest.clean_text(title or "")
       pieces = tokenizer.encode_titles(self.tokenizer, [cleaned])[0] if cleaned.strip() else []
       text_tokens, text_mask, title_flag = preprocess.pack_title_tokens(
@@ -145,9 +150,7 @@ def read_params(path: str) -> dict:
   """The parameter tree written by `write_params`."""
   if path.endswith(".safetensors"):
     from safetensors.flax import load_file  # pylint: disable=g-import-not-at-top
-    return flax.traverse_util.unflatten_dict(
-        {name: np.asarray(value) if value.dtype != jnp.bfloat16 else value
-         for name, value in load_file(path).items()}, sep=SAFETENSORS_SEPARATOR)
+    return flax.traverse_util.unflatten_dict(load_file(path), sep=SAFETENSORS_SEPARATOR)
   with open(path, "rb") as f:
     return flax.serialization.msgpack_restore(f.read())
 

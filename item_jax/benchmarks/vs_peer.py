@@ -27,6 +27,8 @@ import subprocess
 import sys
 import time
 
+from item_jax import objectives
+
 DEFAULT_PEER_PYTHON = "/tmp/peer/bin/python"
 DEFAULT_PEER_SCRIPT = os.path.join("..", "shared", "bench", "peer_vilt.py")
 
@@ -88,7 +90,8 @@ def benchmark_vs_peer(config_spec: str, config, *, rounds: int = 3, steps: int =
                         "is running; wait for a quiet machine")
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
   item_jax_command = [sys.executable, "-m", "item_jax.cli.bench", "train", "--config",
-                      config_spec, "--steps", str(steps), "--config.objectives=itm,mlm,mim,gmlm,gmim"]
+                      config_spec, "--steps", str(steps),
+                      f"--config.objectives={objectives.ITEM_OBJECTIVES}"]
   peer_command = [peer_python, peer_script, *peer_arguments(config), "--steps", str(peer_steps)]
   ours, theirs, disturbed = [], [], []
   for round_index in range(rounds):

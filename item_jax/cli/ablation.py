@@ -29,7 +29,7 @@ from item_jax.model import model_from_config
 
 def ablation_config(variant: str):
   """ablation.py:VARIANT (`item_jax/configs/ablation.py`)."""
-  return configs.load_config(f"ablation.py:{variant}"), tuple(ablation_variants.VARIANTS)
+  return configs.load_config(f"ablation.py:{variant}")
 
 
 def validation_curve(workdir: str) -> dict[int, float]:
@@ -58,7 +58,7 @@ def run_ablation(data_dir: str, workdir: str, *, steps: int | None = None,
     variants: a subset of `configs/ablation.py`'s variants (default: all six).
     overrides: flattened config fields ({"model.num_layers": 1}) set in every variant.
   """
-  _, all_variants = ablation_config("full")
+  all_variants = tuple(ablation_variants.VARIANTS)
   variants = variants or all_variants
   unknown = sorted(set(variants) - set(all_variants))
   if unknown:
@@ -66,7 +66,7 @@ def run_ablation(data_dir: str, workdir: str, *, steps: int | None = None,
   results, curves, validation_curves = {}, {}, {}
 
   def variant_config(variant):
-    config, _ = ablation_config(variant)
+    config = ablation_config(variant)
     config.update_from_flattened_dict(dict(overrides or {}))
     config.data.dir = data_dir
     if steps:
@@ -99,7 +99,9 @@ def run_ablation(data_dir: str, workdir: str, *, steps: int | None = None,
     logging.info("Ablation %s: %s on %s for %d steps", variant, config.objectives,
                  config.modalities, config.total_steps)
     train_loop.train_and_evaluate(
-        config, variant_dir, evaluate_fn=protocol.make_validation_evaluator(config, data_dir))
+        config, variant_dir,  # The reference rows were evaluated once, above.
+        evaluate_fn=protocol.make_validation_evaluator(config, data_dir,
+                                                       with_references=False))
     _, params, step = checkpoint.restore_trained_params(variant_dir)
     validation_curves[variant] = validation_curve(variant_dir)
     best_step = max(validation_curves[variant], key=validation_curves[variant].get,

@@ -43,8 +43,9 @@ def define_flags():
       "input: the training step's examples/s per host, reported next to the pipeline's rate.")
   flags.DEFINE_integer("rounds", 3, "vs-peer: alternating rounds.")
   flags.DEFINE_integer("peer_steps", 10, "vs-peer: the peer's timed steps.")
-  flags.DEFINE_string("peer_python", "/tmp/peer/bin/python", "vs-peer: Python with torch.")
-  flags.DEFINE_string("peer_script", "../shared/bench/peer_vilt.py", "vs-peer: the peer.")
+  from item_jax.benchmarks import vs_peer  # pylint: disable=g-import-not-at-top
+  flags.DEFINE_string("peer_python", vs_peer.DEFAULT_PEER_PYTHON, "vs-peer: Python with torch.")
+  flags.DEFINE_string("peer_script", vs_peer.DEFAULT_PEER_SCRIPT, "vs-peer: the peer.")
   flags.DEFINE_float("max_load", 1.0, "vs-peer: refuse above this 1-minute load average.")
   flags.DEFINE_integer("gallery_rows", 1_000_000, "search: synthetic gallery rows.")
   flags.DEFINE_integer("width", 256, "search: embedding width.")

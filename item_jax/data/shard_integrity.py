@@ -24,7 +24,8 @@ from typing import Any, Sequence
 
 from etils import epath
 
-SPLITS = ("train", "validation", "test")
+from item_jax.data.dataset_info import SPLITS
+
 _OFFSET_PATTERN = re.compile(r"(?:corrupted|truncated) record at (\d+)")
 
 
@@ -132,10 +133,16 @@ def scan_shards(paths: Sequence[str], recorded: dict[str, dict] | None = None,
                 num_workers: int | None = None) -> list[ShardReport]:
   """`scan_shard` over many shards at once (threads: TensorFlow reads outside the GIL)."""
   recorded = recorded or {}
+  return _over_shards(lambda path: scan_shard(path, recorded.get(os.path.basename(path))),
+                      paths, num_workers)
+
+
+def _over_shards(read_shard, paths: Sequence[str], num_workers: int | None) -> list:
+  """`read_shard` of every path, several at once (threads: TensorFlow reads and decodes
+  outside the GIL), in path order."""
   num_workers = num_workers or min(len(paths), os.cpu_count() or 1) or 1
   with concurrent.futures.ThreadPoolExecutor(max_workers=num_workers) as pool:
-    return list(pool.map(
-        lambda path: scan_shard(path, recorded.get(os.path.basename(path))), paths))
+    return list(pool.map(read_shard, list(paths)))
 
 
 def verify_data_dir(data_dir: str, dataset_info: dict,
@@ -218,10 +225,8 @@ def undecodable_images(paths: Sequence[str], limits: dict[str, int] | None = Non
                        num_workers: int | None = None) -> list[UndecodableImage]:
   """`scan_images` over many shards at once (threads: TensorFlow decodes outside the GIL)."""
   limits = limits or {}
-  num_workers = num_workers or min(len(paths), os.cpu_count() or 1) or 1
-  with concurrent.futures.ThreadPoolExecutor(max_workers=num_workers) as pool:
-    found = pool.map(lambda path: scan_images(path, limits.get(path)), list(paths))
-    return [image for per_shard in found for image in per_shard]
+  found = _over_shards(lambda path: scan_images(path, limits.get(path)), paths, num_workers)
+  return [image for per_shard in found for image in per_shard]
 
 
 def is_image_decode_error(error: BaseException) -> bool:
@@ -239,13 +244,17 @@ def undecodable_image_error(error: Exception, data_dir: str, files: Sequence[str
   found = undecodable_images(files, limits)
   where = ("\n  ".join(image.describe() for image in found[:20]) if found else
            "no image fails to decode on a re-read (a transient error?)")
-  resume = (f"the last good checkpoint is step {last_checkpoint}; a rerun resumes from it"
-            if last_checkpoint is not None else "no checkpoint was written yet")
+  resume = _resume_hint(last_checkpoint)
   return CorruptShardError(
       f"A training image failed to decode ({_readable_message(error)}).\nIn {data_dir}:\n  "
       f"{where}\nRe-convert the catalog, or set config.data.on_corrupt_record='skip' to "
       f"leave such listings out (counted); then rerun: {resume}. "
       f"`python -m item_jax.cli.verify --data_dir {data_dir} --images` lists them all.")
+
+
+def _resume_hint(last_checkpoint: int | None) -> str:
+  return (f"the last good checkpoint is step {last_checkpoint}; a rerun resumes from it"
+          if last_checkpoint is not None else "no checkpoint was written yet")
 
 
 def is_record_read_error(error: BaseException) -> bool:
@@ -265,8 +274,7 @@ def corrupt_record_error(error: Exception, data_dir: str, files: Sequence[str],
   broken = [report for report in scan_shards(list(files)) if not report.ok]
   where = ("\n  ".join(report.describe() for report in broken) if broken else
            "no shard fails a re-read now (a transient read error?)")
-  resume = (f"the last good checkpoint is step {last_checkpoint}; a rerun resumes from it"
-            if last_checkpoint is not None else "no checkpoint was written yet")
+  resume = _resume_hint(last_checkpoint)
   return CorruptShardError(
       f"A training record failed to read ({_readable_message(error)}).\nBroken shard(s) of {data_dir}:\n  "
       f"{where}\nReplace them (copy again, or re-convert), then rerun: {resume}. "

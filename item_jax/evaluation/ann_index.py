@@ -30,7 +30,7 @@ def build_ivf_index(embeddings: np.ndarray, *, nlist: int | None = None, nprobe:
   """A trained, filled `faiss.IndexIVFFlat` over the rows of `embeddings` (normalised)."""
   import faiss  # pylint: disable=g-import-not-at-top
 
-  vectors = np.ascontiguousarray(retrieval._normalised_padded(embeddings, 1)[:len(embeddings)])  # pylint: disable=protected-access
+  vectors = np.ascontiguousarray(retrieval.normalised_padded(embeddings, 1)[:len(embeddings)])
   nlist = nlist or default_nlist(len(vectors))
   quantizer = faiss.IndexFlatIP(vectors.shape[1])
   index = faiss.IndexIVFFlat(quantizer, vectors.shape[1], nlist, faiss.METRIC_INNER_PRODUCT)
@@ -46,7 +46,7 @@ def recall_against_exact(index, embeddings: np.ndarray, *, k: int = 10, num_quer
   """Mean |ANN top-k ∩ exact top-k| / k over a seeded sample of rows used as queries."""
   rng = np.random.default_rng(seed)
   rows = np.sort(rng.choice(len(embeddings), min(num_queries, len(embeddings)), replace=False))
-  queries = np.ascontiguousarray(retrieval._normalised_padded(embeddings[rows], 1)[:len(rows)])  # pylint: disable=protected-access
+  queries = np.ascontiguousarray(retrieval.normalised_padded(embeddings[rows], 1)[:len(rows)])
   exact = np.concatenate([indices for _, _, indices in retrieval.iter_cosine_top_k(
       queries, embeddings, k=k, exclude_gallery_index=rows.astype(np.int32))])
   _, approximate = index.search(queries, k + 1)

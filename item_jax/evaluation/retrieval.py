@@ -199,47 +199,63 @@ def iter_cosine_top_k(query_embeddings, gallery_embeddings, *, k: int,
     exclude_gallery_index: [Q] gallery row never returned for query i (-1: none).
     chunk_size: queries per device call, rounded up to a multiple of QUERY_TILE_ROWS.
   """
+  queries, gallery, exclude = checked_search_inputs(query_embeddings, gallery_embeddings, k,
+                                                     exclude_gallery_index, chunk_size)
+  gallery_tiles = jnp.asarray(
+      normalised_padded(gallery, GALLERY_TILE_ROWS).reshape(-1, GALLERY_TILE_ROWS,
+                                                             gallery.shape[1]))
+  num_gallery = np.int32(len(gallery))
+  yield from iter_query_blocks(
+      queries, exclude, chunk_size, k,
+      lambda query_tiles, exclude_tiles: _top_k_for_query_block(
+          query_tiles, exclude_tiles, gallery_tiles, num_gallery, k=k))
+
+
+def checked_search_inputs(query_embeddings, gallery_embeddings, k: int,
+                           exclude_gallery_index, chunk_size: int):
+  """(queries, gallery, exclude [Q] int32) after the checks every search makes."""
   if k < 1:
     raise ValueError(f"k must be >= 1, got {k}")
   if chunk_size < 1:
     raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-  queries = _checked_embeddings(query_embeddings, "query_embeddings")
-  gallery = _checked_embeddings(gallery_embeddings, "gallery_embeddings")
+  queries = checked_embeddings(query_embeddings, "query_embeddings")
+  gallery = checked_embeddings(gallery_embeddings, "gallery_embeddings")
   if queries.shape[1] != gallery.shape[1]:
     raise ValueError(f"query and gallery embeddings differ in width: "
                      f"{queries.shape[1]} vs {gallery.shape[1]}")
-  num_queries, width = queries.shape
-  num_gallery = len(gallery)
-  exclude = (np.full(num_queries, -1, np.int32) if exclude_gallery_index is None
+  exclude = (np.full(len(queries), -1, np.int32) if exclude_gallery_index is None
              else np.asarray(exclude_gallery_index, np.int32))
-  gallery_tiles = jnp.asarray(
-      _normalised_padded(gallery, GALLERY_TILE_ROWS).reshape(-1, GALLERY_TILE_ROWS, width))
+  return queries, gallery, exclude
+
+
+def iter_query_blocks(queries: np.ndarray, exclude: np.ndarray, chunk_size: int, k: int,
+                      search) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+  """Hands the normalised queries to `search(query_tiles [T, Tq, D], exclude [T, Tq])` in
+  fixed-shape blocks of about `chunk_size` rows; yields (first row, scores, indices)."""
+  num_queries, width = queries.shape
   tiles_per_call = -(-chunk_size // QUERY_TILE_ROWS)
   rows_per_call = tiles_per_call * QUERY_TILE_ROWS
   for start in range(0, num_queries, rows_per_call):
     stop = min(start + rows_per_call, num_queries)
     block = np.zeros((rows_per_call, width), np.float32)
-    block[:stop - start] = _normalised_padded(queries[start:stop], 1)
+    block[:stop - start] = normalised_padded(queries[start:stop], 1)
     block_exclude = np.full(rows_per_call, -1, np.int32)
     block_exclude[:stop - start] = exclude[start:stop]
-    scores, indices = _top_k_for_query_block(
-        block.reshape(tiles_per_call, QUERY_TILE_ROWS, width),
-        block_exclude.reshape(tiles_per_call, QUERY_TILE_ROWS),
-        gallery_tiles, np.int32(num_gallery), k=k)
-    scores = np.asarray(scores).reshape(rows_per_call, k)[:stop - start]
-    indices = np.asarray(indices).reshape(rows_per_call, k)[:stop - start]
-    yield start, scores, indices
+    scores, indices = search(block.reshape(tiles_per_call, QUERY_TILE_ROWS, width),
+                             block_exclude.reshape(tiles_per_call, QUERY_TILE_ROWS))
+    yield (start, np.asarray(scores).reshape(rows_per_call, k)[:stop - start],
+           np.asarray(indices).reshape(rows_per_call, k)[:stop - start])
 
 
 @functools.partial(jax.jit, static_argnames=("k",))
 def _top_k_for_query_block(query_tiles, exclude_tiles, gallery_tiles, num_gallery, *, k):
   """[T, Tq, D] query tiles -> top-k (scores, indices) [T, Tq, k] over all gallery tiles."""
   gallery_starts = jnp.arange(gallery_tiles.shape[0], dtype=jnp.int32) * GALLERY_TILE_ROWS
-  return _block_top_k(query_tiles, exclude_tiles, gallery_tiles, gallery_starts, num_gallery,
+  return block_top_k(query_tiles, exclude_tiles, gallery_tiles, gallery_starts, num_gallery,
                       k)
 
 
-def _block_top_k(query_tiles, exclude_tiles, gallery_tiles, gallery_starts, num_gallery, k):
+def block_top_k(query_tiles, exclude_tiles, gallery_tiles, gallery_starts, num_gallery, k):
   """Top-k of query tiles over gallery tiles whose first rows are `gallery_starts`."""
 
   def top_k_for_query_tile(tile_and_exclude):
@@ -256,7 +272,7 @@ def _block_top_k(query_tiles, exclude_tiles, gallery_tiles, gallery_starts, num_
       indices = jnp.where(dropped, num_gallery, gallery_index[None, :])
       # The running best come from earlier (lower-index) tiles and top_k keeps the lower
       # position first among equal scores: ties resolve to the lower gallery index.
-      return _merge_top_k(jnp.concatenate([best_scores, scores], axis=1),
+      return merge_top_k(jnp.concatenate([best_scores, scores], axis=1),
                           jnp.concatenate([best_indices, indices], axis=1), k), None
 
     empty = (jnp.full((queries.shape[0], k), -jnp.inf, jnp.float32),
@@ -267,13 +283,13 @@ def _block_top_k(query_tiles, exclude_tiles, gallery_tiles, gallery_starts, num_
   return jax.lax.map(top_k_for_query_tile, (query_tiles, exclude_tiles))
 
 
-def _merge_top_k(scores, indices, k):
+def merge_top_k(scores, indices, k):
   """The k best of candidates laid out lower gallery index first (ties keep the lower)."""
   top_scores, positions = jax.lax.top_k(scores, k)
   return top_scores, jnp.take_along_axis(indices, positions, axis=-1)
 
 
-def _checked_embeddings(embeddings, name: str) -> np.ndarray:
+def checked_embeddings(embeddings, name: str) -> np.ndarray:
   embeddings = np.asarray(embeddings)
   if embeddings.ndim != 2 or embeddings.shape[1] == 0:
     raise ValueError(f"{name} must be a [rows, width] array, got shape {embeddings.shape}")
@@ -282,7 +298,7 @@ def _checked_embeddings(embeddings, name: str) -> np.ndarray:
   return embeddings
 
 
-def _normalised_padded(embeddings: np.ndarray, row_multiple: int) -> np.ndarray:
+def normalised_padded(embeddings: np.ndarray, row_multiple: int) -> np.ndarray:
   """float32 L2-normalised rows, zero rows appended up to a multiple of `row_multiple`."""
   num_rows = len(embeddings)
   padded_rows = max(1, -(-num_rows // row_multiple)) * row_multiple

@@ -37,41 +37,21 @@ def sharded_cosine_top_k(query_embeddings, gallery_embeddings, *, k: int,
                          mesh: Mesh | None = None
                          ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
   """`retrieval.iter_cosine_top_k` with the gallery split over `mesh` (default: all devices)."""
-  if k < 1:
-    raise ValueError(f"k must be >= 1, got {k}")
+  queries, gallery, exclude = retrieval.checked_search_inputs(
+      query_embeddings, gallery_embeddings, k, exclude_gallery_index, chunk_size)
   mesh = mesh or gallery_mesh()
-  num_devices = mesh.shape[GALLERY_AXIS]
-  queries = retrieval._checked_embeddings(query_embeddings, "query_embeddings")  # pylint: disable=protected-access
-  gallery = retrieval._checked_embeddings(gallery_embeddings, "gallery_embeddings")  # pylint: disable=protected-access
-  if queries.shape[1] != gallery.shape[1]:
-    raise ValueError(f"query and gallery embeddings differ in width: "
-                     f"{queries.shape[1]} vs {gallery.shape[1]}")
-  num_queries, width = queries.shape
-  num_gallery = len(gallery)
   tile = retrieval.GALLERY_TILE_ROWS
-  padded = retrieval._normalised_padded(gallery, tile * num_devices)  # pylint: disable=protected-access
-  tiles = padded.reshape(-1, tile, width)
-  starts = np.arange(len(tiles), dtype=np.int32) * tile
+  padded = retrieval.normalised_padded(gallery, tile * mesh.shape[GALLERY_AXIS])
+  tiles = padded.reshape(-1, tile, gallery.shape[1])
   split = NamedSharding(mesh, PartitionSpec(GALLERY_AXIS))
   gallery_tiles = jax.device_put(tiles, split)   # Each device gets its slice only.
-  gallery_starts = jax.device_put(starts, split)
+  gallery_starts = jax.device_put(np.arange(len(tiles), dtype=np.int32) * tile, split)
   search = _sharded_search(mesh, k)
-  exclude = (np.full(num_queries, -1, np.int32) if exclude_gallery_index is None
-             else np.asarray(exclude_gallery_index, np.int32))
-  tiles_per_call = -(-chunk_size // retrieval.QUERY_TILE_ROWS)
-  rows_per_call = tiles_per_call * retrieval.QUERY_TILE_ROWS
-  for start in range(0, num_queries, rows_per_call):
-    stop = min(start + rows_per_call, num_queries)
-    block = np.zeros((rows_per_call, width), np.float32)
-    block[:stop - start] = retrieval._normalised_padded(queries[start:stop], 1)  # pylint: disable=protected-access
-    block_exclude = np.full(rows_per_call, -1, np.int32)
-    block_exclude[:stop - start] = exclude[start:stop]
-    scores, indices = search(
-        block.reshape(tiles_per_call, retrieval.QUERY_TILE_ROWS, width),
-        block_exclude.reshape(tiles_per_call, retrieval.QUERY_TILE_ROWS),
-        gallery_tiles, gallery_starts, np.int32(num_gallery))
-    yield (start, np.asarray(scores).reshape(rows_per_call, k)[:stop - start],
-           np.asarray(indices).reshape(rows_per_call, k)[:stop - start])
+  num_gallery = np.int32(len(gallery))
+  yield from retrieval.iter_query_blocks(
+      queries, exclude, chunk_size, k,
+      lambda query_tiles, exclude_tiles: search(query_tiles, exclude_tiles, gallery_tiles,
+                                                gallery_starts, num_gallery))
 
 
 @functools.lru_cache(maxsize=16)
@@ -79,13 +59,13 @@ def _sharded_search(mesh: Mesh, k: int):
   """jit(shard_map(per-device top-k, gathered and merged)) for `mesh` and `k`."""
 
   def per_device(query_tiles, exclude_tiles, gallery_tiles, gallery_starts, num_gallery):
-    scores, indices = retrieval._block_top_k(  # pylint: disable=protected-access
+    scores, indices = retrieval.block_top_k(
         query_tiles, exclude_tiles, gallery_tiles, gallery_starts, num_gallery, k)
     # [devices, T, Tq, k] in device (= gallery) order -> [T, Tq, devices * k].
     gathered = [jax.lax.all_gather(x, GALLERY_AXIS) for x in (scores, indices)]
     scores, indices = (jnp.moveaxis(x, 0, 2).reshape(x.shape[1], x.shape[2], -1)
                        for x in gathered)
-    return retrieval._merge_top_k(scores, indices, k)  # pylint: disable=protected-access
+    return retrieval.merge_top_k(scores, indices, k)
 
   replicated, split = PartitionSpec(), PartitionSpec(GALLERY_AXIS)
   return jax.jit(jax.shard_map(
