@@ -1,5 +1,6 @@
 """Start-up validation of a config: every bad value fails with a message naming its field."""
 
+from item_jax.model import BLOCK_NORMS, GELUS
 from item_jax.objectives import CONTRASTIVE_VIEW_NEEDS, OBJECTIVE_NAMES, OBJECTIVES_BY_NAME
 
 MODALITY_NAMES = ("text", "image")
@@ -35,6 +36,15 @@ def check_config(config) -> None:
            f"{model.compute_dtype!r} is not one of {COMPUTE_DTYPES}")
   _require(0.0 <= model.dropout_rate < 1.0, "model.dropout_rate",
            f"must be in [0, 1), got {model.dropout_rate}")
+  _require(model.get("block_norm", "pre") in BLOCK_NORMS, "model.block_norm",
+           f"{model.get('block_norm')!r} is not one of {BLOCK_NORMS}")
+  _require(model.get("gelu", "tanh") in GELUS, "model.gelu",
+           f"{model.get('gelu')!r} is not one of {tuple(GELUS)}")
+  _require(model.get("layer_norm_epsilon", 1e-6) > 0, "model.layer_norm_epsilon",
+           f"must be positive, got {model.get('layer_norm_epsilon')}")
+  init = config.get("init") or {}
+  _require(init.get("encoder_from", "") in ("", "text", "vision"), "init.encoder_from",
+           f"{init.get('encoder_from')!r} is not one of '', 'text', 'vision'")
 
   objectives = _names(config.objectives)
   _require(bool(objectives), "objectives", "no objective enabled")

@@ -12,7 +12,7 @@ An export directory holds
     `token_embedding.embedding`; kernels are [in, out] as in flax; metadata
     `item_jax_format` = "1"); any safetensors reader loads it, no pickle either way;
   * `config.json`: the training config (the model block is what the loader needs);
-  * `tokenizer.model`: the SentencePiece model of the training data;
+  * the training data's tokenizer: `tokenizer.model` (SentencePiece) or `wordpiece.json`;
   * `export_info.json`: the step, the dtype, the parameter count, the source workdir and the
     converter's stored image size (the loader re-encodes raw images the same way).
 
@@ -41,12 +41,16 @@ from absl import logging
 from item_jax import batch as batch_lib
 from item_jax import embedding
 from item_jax.data import dataset_info, image_io, manifest, preprocess, tokenizer
-from item_jax.data.dataset_info import DEFAULT_MAX_IMAGE_PIXELS, TOKENIZER_FILE
+from item_jax.data.dataset_info import DEFAULT_MAX_IMAGE_PIXELS, TOKENIZER_FILE, TOKENIZER_FILES
 from item_jax.model import ItemModel, model_from_config
 
 PARAMS_FILE = "params.msgpack"
 SAFETENSORS_FILE = "params.safetensors"
 PARAMS_FORMATS = {"msgpack": PARAMS_FILE, "safetensors": SAFETENSORS_FILE}
+# Not an item_jax export: a Hugging Face BertModel directory of the text side
+# (item_jax/interop/bert.py), for a model in BERT layout trained on WordPiece titles.
+HF_BERT_FORMAT = "hf_bert"
+EXPORT_FORMATS = tuple(PARAMS_FORMATS) + (HF_BERT_FORMAT,)
 SAFETENSORS_SEPARATOR = "."
 CONFIG_FILE = "config.json"
 INFO_FILE = "export_info.json"
@@ -118,8 +122,10 @@ def load_exported(path: str, *, batch_size: int = 64) -> ExportedModel:
   """Reads an export directory; parameters are cast to float32 for computing."""
   params_files = [name for name in PARAMS_FORMATS.values()
                   if os.path.isfile(os.path.join(path, name))]
-  for name in (params_files[0] if params_files else PARAMS_FILE, CONFIG_FILE, TOKENIZER_FILE,
-               INFO_FILE):
+  tokenizer_files = [name for name in TOKENIZER_FILES
+                     if os.path.isfile(os.path.join(path, name))]
+  for name in (params_files[0] if params_files else PARAMS_FILE, CONFIG_FILE,
+               tokenizer_files[0] if tokenizer_files else TOKENIZER_FILE, INFO_FILE):
     if not os.path.isfile(os.path.join(path, name)):
       raise FileNotFoundError(f"{os.path.join(path, name)} is missing: {path} is not an "
                               "export directory (python -m item_jax.cli.export)")
@@ -130,7 +136,7 @@ def load_exported(path: str, *, batch_size: int = 64) -> ExportedModel:
   with open(os.path.join(path, INFO_FILE), encoding="utf-8") as f:
     info = json.load(f)
   return ExportedModel(config=config, params=params, model=model_from_config(config.model),
-                       tokenizer=tokenizer.load_tokenizer(os.path.join(path, TOKENIZER_FILE)),
+                       tokenizer=tokenizer.load_tokenizer(os.path.join(path, tokenizer_files[0])),
                        stored_image_size=int(info["stored_image_size"]), batch_size=batch_size)
 
 
@@ -160,10 +166,12 @@ def export_model(workdir: str, out_dir: str, *, dtype: str = "float32",
   """Writes the export directory; returns its export_info."""
   if dtype not in EXPORT_DTYPES:
     raise ValueError(f"--dtype must be one of {sorted(EXPORT_DTYPES)}, got {dtype!r}")
-  if params_format not in PARAMS_FORMATS:
-    raise ValueError(f"--format must be one of {sorted(PARAMS_FORMATS)}, got {params_format!r}")
+  if params_format not in EXPORT_FORMATS:
+    raise ValueError(f"--format must be one of {sorted(EXPORT_FORMATS)}, got {params_format!r}")
   from item_jax import checkpoint  # pylint: disable=g-import-not-at-top  (training code)
   config, params, restored_step = checkpoint.restore_trained_params(workdir, step)
+  if params_format == HF_BERT_FORMAT:
+    return _export_hf_bert(config, params, restored_step, workdir, out_dir, dtype)
   params = jax.tree.map(lambda x: np.asarray(jnp.asarray(x, EXPORT_DTYPES[dtype])), params)
   os.makedirs(out_dir, exist_ok=True)
   for stale in PARAMS_FORMATS.values():  # One parameter file per export.
@@ -172,12 +180,16 @@ def export_model(workdir: str, out_dir: str, *, dtype: str = "float32",
   write_params(params, os.path.join(out_dir, PARAMS_FORMATS[params_format]))
   with open(os.path.join(out_dir, CONFIG_FILE), "w", encoding="utf-8") as f:
     f.write(config.to_json_best_effort(indent=2))
-  tokenizer_path = os.path.join(config.data.dir, TOKENIZER_FILE)
+  data_info = dataset_info.load_dataset_info(config.data.dir)
+  tokenizer_name = dataset_info.tokenizer_file(data_info)
+  tokenizer_path = os.path.join(config.data.dir, tokenizer_name)
   if not os.path.isfile(tokenizer_path):
     raise FileNotFoundError(f"The run's tokenizer {tokenizer_path} is missing; the export "
                             "needs it to embed titles.")
-  shutil.copyfile(tokenizer_path, os.path.join(out_dir, TOKENIZER_FILE))
-  data_info = dataset_info.load_dataset_info(config.data.dir)
+  for stale in TOKENIZER_FILES:
+    if os.path.exists(os.path.join(out_dir, stale)):
+      os.remove(os.path.join(out_dir, stale))
+  shutil.copyfile(tokenizer_path, os.path.join(out_dir, tokenizer_name))
   info = dict(step=restored_step, dtype=dtype, format=params_format,
               workdir=os.path.abspath(workdir),
               stored_image_size=int(data_info["image_size"]),
@@ -187,4 +199,24 @@ def export_model(workdir: str, out_dir: str, *, dtype: str = "float32",
     json.dump(info, f, indent=2)
   logging.info("Exported step %d (%s, %d parameters) to %s", restored_step, dtype,
                info["num_params"], out_dir)
+  return info
+
+
+def _export_hf_bert(config, params, restored_step, workdir, out_dir, dtype) -> dict:
+  from item_jax.interop import bert  # pylint: disable=g-import-not-at-top
+  data_info = dataset_info.load_dataset_info(config.data.dir)
+  if dataset_info.tokenizer_kind(data_info) != "wordpiece":
+    raise ValueError(f"--format {HF_BERT_FORMAT} needs a run on WordPiece titles (convert with "
+                     f"--wordpiece_vocab); {config.data.dir} was tokenized with "
+                     f"{dataset_info.tokenizer_kind(data_info)}.")
+  wordpiece_tokenizer = tokenizer.load_tokenizer(
+      os.path.join(config.data.dir, dataset_info.tokenizer_file(data_info)))
+  params = jax.tree.map(lambda x: np.asarray(jnp.asarray(x, EXPORT_DTYPES[dtype]), np.float32),
+                        params)
+  hf_config = bert.write_bert_directory(out_dir, params, config.model, wordpiece_tokenizer)
+  info = dict(step=restored_step, dtype=dtype, format=HF_BERT_FORMAT,
+              workdir=os.path.abspath(workdir), vocab_size=hf_config["vocab_size"],
+              num_layers=hf_config["num_hidden_layers"])
+  logging.info("Exported step %d's text side as a Hugging Face BertModel to %s",
+               restored_step, out_dir)
   return info

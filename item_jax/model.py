@@ -2,7 +2,14 @@
 
 Sequence: `[CLS] t1..tn [SEP] <pad>.. p1..pm` (L text slots, then m patch slots). Token and
 patch embeddings get their own position embeddings plus a modality-type embedding; padding
-and absent modalities are masked out of attention. Pre-LayerNorm blocks, final LayerNorm.
+and absent modalities are masked out of attention.
+
+Two block layouts (`model.block_norm`): "pre" (ViT: x + f(LN(x)), then a final LayerNorm)
+and "post" (BERT: LN(x + f(x)), no final LayerNorm). `model.text_embedding_norm` adds BERT's
+LayerNorm over the summed text embeddings; `model.gelu` picks tanh-approximate or exact
+(erf) GELU; `model.layer_norm_epsilon` matches a source checkpoint. With these set as a
+BERT's or a ViT's config says, `item_jax/interop/` imports its weights and the encoder
+computes what that model computes (tests/test_interop.py).
 
 Besides the encoder, the module owns the objective heads, one method each, so that every
 head's inputs are explicit:
@@ -55,9 +62,14 @@ def _dense(features, axes, dtype, name, use_bias=True, zero_init=False):
                   bias_init=_param(nn.initializers.zeros, axes[-1]))
 
 
-def _layer_norm(name):
+BLOCK_NORMS = ("pre", "post")
+GELUS = {"tanh": True, "exact": False}  # model.gelu -> nn.gelu's `approximate`.
+DEFAULT_LAYER_NORM_EPSILON = 1e-6
+
+
+def _layer_norm(name, epsilon=DEFAULT_LAYER_NORM_EPSILON):
   # LayerNorm always runs in float32 (bf16 LayerNorm destabilises training).
-  return nn.LayerNorm(epsilon=1e-6, dtype=jnp.float32, name=name,
+  return nn.LayerNorm(epsilon=epsilon, dtype=jnp.float32, name=name,
                       scale_init=_param(nn.initializers.ones, "embed"),
                       bias_init=_param(nn.initializers.zeros, "embed"))
 
@@ -104,25 +116,36 @@ class SelfAttention(nn.Module):
 
 
 class EncoderBlock(nn.Module):
-  """Pre-LayerNorm block: x + Attn(LN(x)); x + MLP(LN(x))."""
+  """Pre-LN block (x + Attn(LN(x)); x + MLP(LN(x))) or post-LN (LN(x + Attn(x)); ...)."""
   num_heads: int
   mlp_dim: int
   dropout_rate: float
   dtype: Any
   attention_implementation: str | None = None
+  block_norm: str = "pre"
+  layer_norm_epsilon: float = DEFAULT_LAYER_NORM_EPSILON
+  approximate_gelu: bool = True
 
   @nn.compact
   def __call__(self, x: Array, key_mask: Array, deterministic: bool) -> Array:
     dropout = nn.Dropout(self.dropout_rate, deterministic=deterministic)
-    h = _layer_norm("attention_norm")(x).astype(self.dtype)
-    h = SelfAttention(self.num_heads, self.dtype, self.attention_implementation,
-                      name="attention")(h, key_mask)
+    attention_norm = _layer_norm("attention_norm", self.layer_norm_epsilon)
+    mlp_norm = _layer_norm("mlp_norm", self.layer_norm_epsilon)
+    post = self.block_norm == "post"
+    attention = SelfAttention(self.num_heads, self.dtype, self.attention_implementation,
+                              name="attention")
+    h = attention((x if post else attention_norm(x)).astype(self.dtype), key_mask)
     x = x + dropout(h)
-    h = _layer_norm("mlp_norm")(x).astype(self.dtype)
+    if post:
+      x = attention_norm(x)
+    h = (x if post else mlp_norm(x)).astype(self.dtype)
     h = _dense(self.mlp_dim, ("embed", "mlp"), self.dtype, "mlp_in")(h)
-    h = nn.with_logical_constraint(nn.gelu(h), (ACT_BATCH, ACT_LENGTH, ACT_MLP))
+    h = nn.with_logical_constraint(nn.gelu(h, approximate=self.approximate_gelu),
+                                   (ACT_BATCH, ACT_LENGTH, ACT_MLP))
     h = _dense(x.shape[-1], ("mlp", "embed"), self.dtype, "mlp_out")(h)
     x = x + dropout(h)
+    if post:
+      x = mlp_norm(x)
     return nn.with_logical_constraint(x, (ACT_BATCH, ACT_LENGTH, ACT_EMBED))
 
 
@@ -136,6 +159,7 @@ class GlobalSlotReader(nn.Module):
   """
   mlp_dim: int
   dtype: Any
+  approximate_gelu: bool = True
 
   @nn.compact
   def __call__(self, cls_state: Array, slot_positions: Array) -> Array:
@@ -146,7 +170,8 @@ class GlobalSlotReader(nn.Module):
         [jnp.broadcast_to(cls_state[:, None, :], positions.shape).astype(jnp.float32),
          positions], axis=-1)
     h = _dense(self.mlp_dim, (None, "mlp"), self.dtype, "mlp_in")(combined.astype(self.dtype))
-    h = _dense(width, ("mlp", "embed"), self.dtype, "mlp_out")(nn.gelu(h))
+    h = _dense(width, ("mlp", "embed"), self.dtype, "mlp_out")(
+        nn.gelu(h, approximate=self.approximate_gelu))
     return _layer_norm("output_norm")(h)
 
 
@@ -165,6 +190,10 @@ class ItemModel(nn.Module):
   dtype: Any = jnp.float32
   remat: bool = False
   attention_implementation: str | None = None  # See SelfAttention.
+  block_norm: str = "pre"                       # BLOCK_NORMS.
+  text_embedding_norm: bool = False             # BERT's LayerNorm over text embeddings.
+  layer_norm_epsilon: float = DEFAULT_LAYER_NORM_EPSILON
+  gelu: str = "tanh"                            # GELUS.
 
   @property
   def num_patches(self) -> int:
@@ -191,22 +220,30 @@ class ItemModel(nn.Module):
                                   "patch_embedding")
     self.patch_mask_vector = self.param(
         "patch_mask_vector", _param(init_embed, "embed"), (self.hidden_dim,))
+    if self.text_embedding_norm:
+      self.text_embedding_norm_layer = _layer_norm("text_embedding_norm",
+                                                   self.layer_norm_epsilon)
+    approximate_gelu = GELUS[self.gelu]
     block = nn.remat(EncoderBlock, static_argnums=(3,)) if self.remat else EncoderBlock
     self.blocks = [block(self.num_heads, self.mlp_dim, self.dropout_rate, self.dtype,
-                         self.attention_implementation, name=f"block_{i}")
+                         self.attention_implementation, self.block_norm,
+                         self.layer_norm_epsilon, approximate_gelu, name=f"block_{i}")
                    for i in range(self.num_layers)]
-    self.final_norm = _layer_norm("final_norm")
+    if self.block_norm == "pre":  # Post-LN blocks end normalised already.
+      self.final_norm = _layer_norm("final_norm", self.layer_norm_epsilon)
     self.embedding_projection = _dense(self.embed_dim, ("embed", None), jnp.float32,
                                        "embedding_projection")
     # Heads.
     self.itm_head = _dense(2, ("embed", None), jnp.float32, "itm_head", zero_init=True)
     self.mlm_transform = _dense(self.hidden_dim, ("embed", None), self.dtype, "mlm_transform")
-    self.mlm_norm = _layer_norm("mlm_norm")
+    self.mlm_norm = _layer_norm("mlm_norm", self.layer_norm_epsilon)
     self.vocab_bias = self.param("vocab_bias", _param(nn.initializers.zeros, "vocab"),
                                  (self.vocab_size,))
     self.mim_head = _dense(self.pixels_per_patch, ("embed", None), self.dtype, "mim_head")
-    self.gmlm_reader = GlobalSlotReader(self.mlp_dim, self.dtype, name="gmlm_reader")
-    self.gmim_reader = GlobalSlotReader(self.mlp_dim, self.dtype, name="gmim_reader")
+    self.gmlm_reader = GlobalSlotReader(self.mlp_dim, self.dtype, approximate_gelu,
+                                        name="gmlm_reader")
+    self.gmim_reader = GlobalSlotReader(self.mlp_dim, self.dtype, approximate_gelu,
+                                        name="gmim_reader")
     self.gmim_head = _dense(self.pixels_per_patch, ("embed", None), self.dtype, "gmim_head")
 
   # --- Encoder -------------------------------------------------------------------------
@@ -236,6 +273,8 @@ class ItemModel(nn.Module):
     tokens = self.token_embedding(text_tokens)
     tokens = (tokens + self.text_position[:text_len].astype(self.dtype)
               + self.modality_type[0].astype(self.dtype))
+    if self.text_embedding_norm:
+      tokens = self.text_embedding_norm_layer(tokens).astype(self.dtype)
     parts, key_masks = [tokens], [text_mask]
     if images is not None:
       patches = self.patch_embedding(patchify(images, self.patch_size).astype(self.dtype))
@@ -252,7 +291,7 @@ class ItemModel(nn.Module):
     key_mask = jnp.concatenate(key_masks, axis=1).astype(jnp.int32)
     for block in self.blocks:
       x = block(x, key_mask, deterministic)
-    states = self.final_norm(x)
+    states = self.final_norm(x) if self.block_norm == "pre" else x.astype(jnp.float32)
     return dict(sequence_states=states, cls_state=states[:, 0], key_mask=key_mask)
 
   def embed_product(self, cls_state: Array) -> Array:
@@ -276,7 +315,8 @@ class ItemModel(nn.Module):
 
   def mlm_logits(self, token_states: Array) -> Array:
     """Masked words from their own output states [B, K, D] -> [B, K, V]."""
-    hidden = self.mlm_norm(nn.gelu(self.mlm_transform(token_states.astype(self.dtype))))
+    hidden = self.mlm_norm(nn.gelu(self.mlm_transform(token_states.astype(self.dtype)),
+                                   approximate=GELUS[self.gelu]))
     return self._vocab_logits(hidden)
 
   def mim_pixels(self, patch_states: Array) -> Array:
@@ -315,4 +355,9 @@ def model_from_config(model_config) -> ItemModel:
       num_heads=model_config.num_heads, mlp_dim=model_config.mlp_dim,
       embed_dim=model_config.embed_dim, dropout_rate=model_config.dropout_rate,
       dtype=dtypes[model_config.compute_dtype], remat=model_config.remat,
-      attention_implementation=model_config.get("attention_implementation") or None)
+      attention_implementation=model_config.get("attention_implementation") or None,
+      block_norm=model_config.get("block_norm", "pre"),
+      text_embedding_norm=bool(model_config.get("text_embedding_norm", False)),
+      layer_norm_epsilon=float(model_config.get("layer_norm_epsilon",
+                                                DEFAULT_LAYER_NORM_EPSILON)),
+      gelu=model_config.get("gelu", "tanh"))

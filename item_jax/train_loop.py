@@ -9,6 +9,7 @@ multi-process run every process stops at the same step. The command line is
 `item_jax/cli/train.py`; docs/launch.md describes preemption and resume.
 """
 
+import json
 import math
 import os
 import signal
@@ -23,6 +24,7 @@ from jax.experimental import multihost_utils
 
 from item_jax import checkpoint, config_check, profiling, sharding, train_step
 from item_jax.data import dataset_info, input_pipeline, shard_integrity
+from item_jax.interop import pretrained_init
 from item_jax.metrics_logger import MetricsLogger
 from item_jax.model import model_from_config
 
@@ -130,6 +132,22 @@ def train_and_evaluate(config, workdir: str, *, evaluate_fn: Callable | None = N
     preemption.uninstall()
 
 
+def _load_pretrained(model, config, setup, workdir: str):
+  """The initial params with `config.init`'s checkpoints loaded, placed as the state's."""
+  host_params = jax.tree.map(np.asarray, train_step.initial_params(model, config.seed))
+  params, report = pretrained_init.apply_init(host_params, config)
+  for line in pretrained_init.format_report(report):
+    logging.info("%s", line)
+  if jax.process_index() == 0:
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, pretrained_init.REPORT_FILE), "w", encoding="utf-8") as f:
+      json.dump(report, f, indent=2)
+  return jax.tree.map(
+      lambda value, shard: jax.make_array_from_callback(value.shape, shard,
+                                                        lambda index: value[index]),
+      params, setup.state_shardings["params"])
+
+
 def _train(config, workdir: str, evaluate_fn: Callable | None, stop_at_step: int | None,
            preemption: _PreemptionFlag) -> dict[str, float]:
   """The body of `train_and_evaluate`, with the SIGTERM handler in place."""
@@ -172,8 +190,13 @@ def _train(config, workdir: str, evaluate_fn: Callable | None, stop_at_step: int
     start_step = int(jax.device_get(state["step"]))
     _check_data_position(config, restored_position, start_step)
     logging.info("Resuming from step %d", start_step)
+    if pretrained_init.is_enabled(config):
+      logging.info("config.init is not applied again: the run resumes from its checkpoint.")
   else:
+    pretrained_init.check_init(config, info, config.data.dir)
     state = setup.init_state(jax.random.key(config.seed))
+    if pretrained_init.is_enabled(config):
+      state = dict(state, params=_load_pretrained(model, config, setup, workdir))
     start_step, restored_position = 0, {}
     if jax.process_index() == 0:
       os.makedirs(workdir, exist_ok=True)

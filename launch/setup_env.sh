@@ -20,7 +20,8 @@ Sets up ${REPO_ROOT}/.venv for item_jax. Safe to run again; re-runs are fast.
 
   --accelerator KIND  cpu (default): requirements.txt only; tpu: adds jax[tpu] (libtpu);
                       gpu: adds jax[cuda12] (CUDA wheels).
-  --dev               also needs the tools the tests use (shellcheck, git).
+  --dev               also what the tests use: shellcheck and git (Debian), and the test
+                      extras of requirements-dev.txt (torch, transformers).
   --no-apt            skip the Debian package check.
   --dry-run           print what would be installed, change nothing.
   -h, --help          this text.
@@ -141,6 +142,9 @@ requirements_hash() {
   {
     cat "${REPO_ROOT}/requirements.txt"
     echo "accelerator=${accelerator}"
+    if ((with_dev_tools)); then
+      cat "${REPO_ROOT}/requirements-dev.txt"
+    fi
   } | sha256sum | cut -d' ' -f1
 }
 
@@ -166,8 +170,12 @@ install_python_packages() {
     return
   fi
   log "installing Python packages from requirements.txt (accelerator: ${accelerator})"
+  local requirement_files=(-r "${REPO_ROOT}/requirements.txt")
+  if ((with_dev_tools)); then
+    requirement_files+=(-r "${REPO_ROOT}/requirements-dev.txt")
+  fi
   run "${VENV_DIR}/bin/python" -m pip install --disable-pip-version-check \
-    -r "${REPO_ROOT}/requirements.txt"
+    "${requirement_files[@]}"
   extra="$(accelerator_requirement)"
   if [[ -n "${extra}" ]]; then
     run "${VENV_DIR}/bin/python" -m pip install --disable-pip-version-check "${extra}"

@@ -1,9 +1,12 @@
-"""Catalog manifest -> TFRecord shards, SentencePiece tokenizer, rejects, dataset_info.json.
+"""Catalog manifest -> TFRecord shards, tokenizer, rejects, dataset_info.json.
 
   python -m item_jax.cli.convert --manifest catalog/manifest.jsonl --out runs/demo/shards \
       [--image_size 256 --vocab_size 8000 --split_fractions 0.8,0.1,0.1 --seed 0 \
        --num_workers N --shard_size_mb 128 --allow_empty_titles \
        --max_reject_fraction 0.5 --max_image_pixels 50000000 --noprogress]
+  # Titles in a BERT's WordPiece vocabulary instead of a SentencePiece model trained here
+  # (to start training from that BERT: docs/pretrained.md):
+  python -m item_jax.cli.convert --manifest ... --out ... --wordpiece_vocab BERT_DIR/vocab.txt
 
 The work is done by `item_jax.data.convert.convert_catalog`; see its module docstring.
 Exits 1 with `error: ...` when the conversion cannot be done (a missing manifest, too
@@ -36,6 +39,12 @@ def define_flags():
                      "Stop with an error when more listings than this are rejected.")
   flags.DEFINE_integer("max_image_pixels", DEFAULT_MAX_IMAGE_PIXELS,
                        "Reject images with more pixels than this.")
+  flags.DEFINE_string("wordpiece_vocab", None,
+                      "A BERT vocab.txt: tokenize titles with its WordPiece vocabulary instead "
+                      "of training SentencePiece (--vocab_size is then unused).")
+  flags.DEFINE_enum("wordpiece_lowercase", "auto", ["auto", "true", "false"],
+                    "Lower-case titles before WordPiece (auto: the tokenizer_config.json "
+                    "beside vocab.txt says, else true).")
   flags.DEFINE_bool("progress", True, "Show the progress bars.")
 
 
@@ -54,7 +63,10 @@ def main(argv):
         num_workers=values.num_workers, shard_size_mb=values.shard_size_mb,
         allow_empty_titles=values.allow_empty_titles,
         max_reject_fraction=values.max_reject_fraction,
-        max_image_pixels=values.max_image_pixels, show_progress=values.progress)
+        max_image_pixels=values.max_image_pixels, wordpiece_vocab=values.wordpiece_vocab,
+        wordpiece_lowercase={"auto": None, "true": True,
+                             "false": False}[values.wordpiece_lowercase],
+        show_progress=values.progress)
   except (convert.ConversionError, FileNotFoundError, ValueError) as error:
     print(f"error: {error}", file=sys.stderr)
     sys.exit(1)

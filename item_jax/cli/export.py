@@ -2,6 +2,9 @@
 
   python -m item_jax.cli.export --workdir runs/demo/train --out runs/demo/export \
       [--dtype bfloat16] [--format safetensors]
+  # A model in BERT layout on WordPiece titles (docs/pretrained.md): its text side as a
+  # directory that transformers.BertModel.from_pretrained loads.
+  python -m item_jax.cli.export --workdir W --out DIR --format hf_bert
 
 The format and its loader are `item_jax/export.py`; `item_jax.load_exported(path)` turns the
 directory back into an embed function.
@@ -20,8 +23,9 @@ def define_flags():
   flags.DEFINE_string("out", None, "Export directory to write.")
   flags.DEFINE_enum("dtype", "float32", sorted(export.EXPORT_DTYPES), "Stored dtype.")
   flags.DEFINE_integer("step", None, "Checkpoint step (default: latest).")
-  flags.DEFINE_enum("format", "msgpack", sorted(export.PARAMS_FORMATS),
-                    "Parameter file: flax msgpack, or safetensors (flat, dot-joined names).")
+  flags.DEFINE_enum("format", "msgpack", sorted(export.EXPORT_FORMATS),
+                    "Parameter file: flax msgpack, or safetensors (flat, dot-joined names); "
+                    "hf_bert: a Hugging Face BertModel directory of the text side.")
 
 
 def main(argv):

@@ -34,6 +34,23 @@ def default_config() -> ml_collections.ConfigDict:
   # jax.nn.dot_product_attention's kernel: "" (JAX chooses), "xla", or "cudnn" (NVIDIA GPUs,
   # bfloat16 compute).
   config.model.attention_implementation = ""
+  # The block layout, as the checkpoint the run starts from has it (item_jax/model.py):
+  # "pre" (ViT, the default) or "post" (BERT); BERT's LayerNorm over the text embeddings;
+  # LayerNorm epsilon; GELU "tanh" (approximate) or "exact" (erf, BERT's and ViT's "gelu").
+  config.model.block_norm = "pre"
+  config.model.text_embedding_norm = False
+  config.model.layer_norm_epsilon = 1e-6
+  config.model.gelu = "tanh"
+
+  # Start from pretrained checkpoints instead of random weights (item_jax/interop/):
+  # text_from: a Hugging Face BERT directory (config.json, model.safetensors, vocab.txt);
+  # vision_from: a Hugging Face ViT directory (config.json, model.safetensors). The
+  # transformer blocks come from `encoder_from` ("text" or "vision"; "" = the only one
+  # given). Ignored when the workdir already has a checkpoint (the run resumes).
+  config.init = ml_collections.ConfigDict()
+  config.init.text_from = ""
+  config.init.vision_from = ""
+  config.init.encoder_from = ""
 
   # Which objectives run, and their weights in the summed loss. The default recipe is the
   # five ITEm objectives plus the contrastive extension (docs/experiments.md); the paper's

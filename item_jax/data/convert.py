@@ -9,9 +9,12 @@ The steps, in order:
   3. Decode, resize and re-encode the images in that order across worker processes
      (`image_io`), spooling the JPEGs to a temporary file; bad images become rejects.
   4. Stop with `ConversionError` if the reject fraction exceeds `max_reject_fraction`.
-  5. Train the SentencePiece tokenizer on the kept train titles; tokenize every title.
+  5. Train the SentencePiece tokenizer on the kept train titles (or, given
+     `wordpiece_vocab`, a BERT `vocab.txt`, use WordPiece: `wordpiece.py`); tokenize every
+     title.
   6. Write `{split}-{k:05d}-of-{n:05d}.tfrecord` shards of about `shard_size_mb` each,
-     `rejects.jsonl`, `tokenizer.model` and `dataset_info.json` (docs/design.md).
+     `rejects.jsonl`, the tokenizer (`tokenizer.model` or `wordpiece.json`) and
+     `dataset_info.json` (docs/design.md).
 
 Everything is written to a staging directory next to `out_dir` and moved into place at
 the end, so a failed run leaves the previous output untouched. An existing `out_dir` is
@@ -42,8 +45,9 @@ from item_jax.data import image_io
 from item_jax.data import manifest
 from item_jax.data import shard_integrity
 from item_jax.data import tokenizer
+from item_jax.data import wordpiece
 from item_jax.data.dataset_info import (DATASET_INFO_FILE, DEFAULT_MAX_IMAGE_PIXELS, REJECTS_FILE,
-                                        SPLITS, TOKENIZER_FILE)
+                                        SPLITS, TOKENIZER_FILE, WORDPIECE_FILE)
 
 FORMAT_VERSION = 1
 
@@ -54,7 +58,7 @@ CLEANED_COUNTERS = (manifest.CLEANED_INVALID_UTF8, manifest.CLEANED_CONTROL_CHAR
 
 _OUTPUT_FILE_PATTERN = re.compile(
     r"^((train|validation|test)-\d{5}-of-\d{5}\.tfrecord|dataset_info\.json|"
-    r"rejects\.jsonl|tokenizer\.model)$")
+    r"rejects\.jsonl|tokenizer\.model|wordpiece\.json)$")
 _SPOOL_FILE = "images.spool"
 _EXAMPLE_OVERHEAD_BYTES = 96
 _REJECT_EXAMPLES_IN_ERRORS = 5
@@ -81,8 +85,15 @@ def convert_catalog(manifest_path: str, out_dir: str, *, image_size: int = 256,
                     num_workers: int | None = None, shard_size_mb: float = 128,
                     allow_empty_titles: bool = False, max_reject_fraction: float = 0.5,
                     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
+                    wordpiece_vocab: str | None = None,
+                    wordpiece_lowercase: bool | None = None,
                     show_progress: bool = True) -> dict[str, Any]:
-  """Converts a JSONL/CSV manifest into `out_dir`; returns the dataset_info dict."""
+  """Converts a JSONL/CSV manifest into `out_dir`; returns the dataset_info dict.
+
+  `wordpiece_vocab`: a BERT `vocab.txt`; titles are then WordPiece-tokenized with it
+  (`vocab_size` is unused), lower-cased as `wordpiece_lowercase` says (None: as the
+  tokenizer_config.json beside it says, else yes).
+  """
   split_fractions = tuple(float(fraction) for fraction in split_fractions)
   _check_arguments(image_size, vocab_size, split_fractions, num_workers, shard_size_mb,
                    max_reject_fraction, max_image_pixels)
@@ -91,6 +102,11 @@ def convert_catalog(manifest_path: str, out_dir: str, *, image_size: int = 256,
       split_fractions=list(split_fractions), seed=seed, shard_size_mb=shard_size_mb,
       allow_empty_titles=allow_empty_titles, max_reject_fraction=max_reject_fraction,
       max_image_pixels=max_image_pixels)
+  wordpiece_tokenizer = None
+  if wordpiece_vocab:
+    wordpiece_tokenizer = wordpiece.from_vocab_file(wordpiece_vocab, wordpiece_lowercase)
+    converter_args.update(wordpiece_vocab=os.path.abspath(wordpiece_vocab),
+                          wordpiece_lowercase=wordpiece_tokenizer.lowercase)
   out_dir = os.path.abspath(out_dir)
   _check_output_dir(out_dir)
 
@@ -113,8 +129,12 @@ def convert_catalog(manifest_path: str, out_dir: str, *, image_size: int = 256,
                                   for cleaning in item.listing.cleanings)
     cleaned[CLEANED_ASPECT_CROPPED] = aspect_cropped
 
-    processor = _train_tokenizer(kept, os.path.join(staging_dir, TOKENIZER_FILE),
-                                 vocab_size, seed)
+    if wordpiece_tokenizer is None:
+      processor = _train_tokenizer(kept, os.path.join(staging_dir, TOKENIZER_FILE),
+                                   vocab_size, seed)
+    else:
+      processor = wordpiece_tokenizer
+      processor.save(os.path.join(staging_dir, WORDPIECE_FILE))
     group_indices = _sorted_index({group_key(item.listing) for item in kept})
     categories = sorted({item.listing.category for item in kept if item.listing.category})
     split_shards = _write_all_shards(kept, spool_path, staging_dir, processor, group_indices,
@@ -417,9 +437,11 @@ def _fingerprint(directory: str, split_shards: dict[str, list[dict[str, Any]]]) 
   for split in SPLITS:
     for shard in split_shards[split]:
       digest.update(f"{shard['file']}\0{shard['sha256']}\0".encode("utf-8"))
-  digest.update(TOKENIZER_FILE.encode("utf-8") + b"\0")
-  with open(os.path.join(directory, TOKENIZER_FILE), "rb") as tokenizer_file:
-    digest.update(tokenizer_file.read())
+  for name in (TOKENIZER_FILE, WORDPIECE_FILE):
+    if os.path.exists(os.path.join(directory, name)):
+      digest.update(name.encode("utf-8") + b"\0")
+      with open(os.path.join(directory, name), "rb") as tokenizer_file:
+        digest.update(tokenizer_file.read())
   return digest.hexdigest()
 
 
@@ -443,6 +465,7 @@ def _dataset_info(*, num_input, kept, rejects, cleaned, split_shards, num_groups
                   image_size, processor, requested_vocab_size, converter_args,
                   fingerprint) -> dict[str, Any]:
   by_reason = collections.Counter(reject.reason for reject in rejects)
+  is_sentencepiece = isinstance(processor, sentencepiece.SentencePieceProcessor)
   sizes = [item.original_size for item in kept if item.original_size]
   splits = {}
   for split in SPLITS:
@@ -470,9 +493,11 @@ def _dataset_info(*, num_input, kept, rejects, cleaned, split_shards, num_groups
       "original_image_size": {"width": _size_stats([size[0] for size in sizes]),
                               "height": _size_stats([size[1] for size in sizes])},
       "tokenizer": {
-          "file": TOKENIZER_FILE,
-          "vocab_size": processor.get_piece_size(),
-          "requested_vocab_size": requested_vocab_size,
+          "file": TOKENIZER_FILE if is_sentencepiece else WORDPIECE_FILE,
+          "kind": "sentencepiece" if is_sentencepiece else "wordpiece",
+          "vocab_size": tokenizer.piece_count(processor),
+          # SentencePiece's --vocab_size; a WordPiece vocabulary is the given vocab.txt.
+          "requested_vocab_size": requested_vocab_size if is_sentencepiece else None,
           "special_ids": {"pad": tokenizer.PAD_ID, "unk": tokenizer.UNK_ID,
                           "cls": tokenizer.CLS_ID, "sep": tokenizer.SEP_ID,
                           "mask": tokenizer.MASK_ID},
@@ -515,7 +540,8 @@ def format_summary(info: dict[str, Any], out_dir: str) -> str:
     split_info = info["splits"][split]
     lines.append(f"  {split}: {split_info['num_examples']} examples, "
                  f"{split_info['num_groups']} groups, {len(split_info['files'])} shards")
-  lines.append(f"Tokenizer: {info['tokenizer']['vocab_size']} pieces.")
-  lines.append(f"Files in {out_dir}: shards, {DATASET_INFO_FILE}, {TOKENIZER_FILE}, "
+  lines.append(f"Tokenizer: {info['tokenizer']['vocab_size']} pieces "
+               f"({info['tokenizer']['kind']}).")
+  lines.append(f"Files in {out_dir}: shards, {DATASET_INFO_FILE}, {info['tokenizer']['file']}, "
                f"{REJECTS_FILE}.")
   return "\n".join(lines)

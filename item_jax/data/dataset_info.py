@@ -1,8 +1,9 @@
 """What a converted catalog directory holds, by name, and its `dataset_info.json`.
 
-The converter (`convert.py`) writes `{split}-k-of-n.tfrecord` shards, `tokenizer.model`,
-`rejects.jsonl` and `dataset_info.json` (splits, per-shard sizes, record counts and
-digests, tokenizer, reject counts; docs/design.md). Everything that reads a converted
+The converter (`convert.py`) writes `{split}-k-of-n.tfrecord` shards, the tokenizer
+(`tokenizer.model`, or `wordpiece.json` for a BERT vocabulary), `rejects.jsonl` and
+`dataset_info.json` (splits, per-shard sizes, record counts and digests, tokenizer, reject
+counts; docs/design.md). Everything that reads a converted
 catalog (the input pipeline, the trainer's start-up checks, `verify`, export, evaluation)
 finds those files through the names and the readers here.
 """
@@ -16,7 +17,9 @@ from etils import epath
 SPLITS = ("train", "validation", "test")
 DATASET_INFO_FILE = "dataset_info.json"
 REJECTS_FILE = "rejects.jsonl"
-TOKENIZER_FILE = "tokenizer.model"
+TOKENIZER_FILE = "tokenizer.model"   # SentencePiece (the default).
+WORDPIECE_FILE = "wordpiece.json"    # A BERT vocabulary (item_jax/data/wordpiece.py).
+TOKENIZER_FILES = (TOKENIZER_FILE, WORDPIECE_FILE)
 # Images with more pixels are rejected (decompression bombs), by the converter and by an
 # export's loader alike.
 DEFAULT_MAX_IMAGE_PIXELS = 50_000_000
@@ -49,3 +52,13 @@ def split_file_paths(data_dir: str, split: str) -> list[str]:
     raise FileNotFoundError(f"Shards listed in {DATASET_INFO_FILE} are missing: {missing[:3]}"
                             f"{' ...' if len(missing) > 3 else ''}; re-run the converter.")
   return paths
+
+
+def tokenizer_file(info: dict[str, Any]) -> str:
+  """The tokenizer's file name in a converted catalog (`dataset_info.json` names it)."""
+  return info["tokenizer"].get("file", TOKENIZER_FILE)
+
+
+def tokenizer_kind(info: dict[str, Any]) -> str:
+  """"sentencepiece" or "wordpiece"."""
+  return info["tokenizer"].get("kind", "sentencepiece")

@@ -1,8 +1,10 @@
-"""SentencePiece tokenizer for listing titles, and the special token ids.
+"""Title tokenizers and the special token ids.
 
-The converter trains one unigram model per catalog on the train split's titles and saves
-it next to the shards as `tokenizer.model`. The ids below are fixed by docs/design.md;
-`load_tokenizer` refuses a model that does not carry them.
+By default the converter trains one SentencePiece model per catalog on the train split's
+titles and saves it next to the shards as `tokenizer.model`; with a BERT vocabulary it uses
+WordPiece instead (`wordpiece.py`, saved as `wordpiece.json`). The ids below are fixed by
+docs/design.md for both; `load_tokenizer` refuses a model that does not carry them.
+`load_tokenizer`, `encode_titles` and `piece_count` take either kind.
 """
 
 import io
@@ -86,8 +88,11 @@ def train_tokenizer(titles: Iterable[str], model_path: str, vocab_size: int,
   return model_path
 
 
-def load_tokenizer(path: str) -> spm.SentencePieceProcessor:
-  """Loads a SentencePiece model and checks that it uses the project's special ids."""
+def load_tokenizer(path: str):
+  """Loads `tokenizer.model` (SentencePiece) or `wordpiece.json`, checking the special ids."""
+  if path.endswith(".json"):
+    from item_jax.data import wordpiece  # pylint: disable=g-import-not-at-top
+    return wordpiece.load_wordpiece(path)
   if not os.path.isfile(path):
     raise FileNotFoundError(
         f"Tokenizer model {path!r} does not exist; run `python -m item_jax.cli.convert` to "
@@ -121,9 +126,17 @@ def check_special_ids(processor: spm.SentencePieceProcessor, path: str = "model"
                      + "; ".join(problems) + ". Re-run the converter to train a new one.")
 
 
-def encode_titles(processor: spm.SentencePieceProcessor,
-                  titles: Sequence[str]) -> list[list[int]]:
+def encode_titles(processor, titles: Sequence[str]) -> list[list[int]]:
   """Word-piece ids of each title, without [CLS]/[SEP] and untruncated."""
   if not titles:
     return []
+  if not isinstance(processor, spm.SentencePieceProcessor):
+    return processor.encode_titles(titles)
   return [list(ids) for ids in processor.encode(list(titles), out_type=int)]
+
+
+def piece_count(processor) -> int:
+  """The tokenizer's vocabulary size (ids 0..piece_count-1)."""
+  if isinstance(processor, spm.SentencePieceProcessor):
+    return processor.get_piece_size()
+  return processor.vocab_size

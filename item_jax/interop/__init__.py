@@ -1,0 +1,1 @@
+"""Interchange with other frameworks' checkpoints: BERT and ViT import, BERT export."""
