@@ -1,14 +1,16 @@
 """Console logging for the command-line tools: our progress lines, the libraries' warnings.
 
-Orbax, JAX and TensorFlow log every checkpoint write and compilation detail at INFO; a
-filter on the absl handler keeps their warnings and errors and drops the rest.
+Orbax, JAX, TensorFlow and Apache Beam log every checkpoint write, compilation and worker
+detail at INFO; a filter on the absl handler keeps their warnings and errors and drops the
+rest. (Beam's worker processes log for themselves: the converter sets their level with
+Beam's `--default_sdk_harness_log_level`.)
 """
 
 import logging
 
 from absl import logging as absl_logging
 
-_QUIET_LIBRARY_PATHS = ("/orbax/", "/jax/_src/", "/tensorflow/", "/etils/")
+_QUIET_LIBRARY_PATHS = ("/orbax/", "/jax/_src/", "/tensorflow/", "/etils/", "/apache_beam/")
 
 
 class _LibraryInfoFilter(logging.Filter):

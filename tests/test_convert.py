@@ -136,6 +136,9 @@ def build_messy_catalog(directory):
   catalog.add(_listing(306, catalog.image("e2.jpg"), title=" \t "), manifest.EMPTY_TITLE)
   catalog.add(_listing(307, "", title=""), manifest.EMPTY_LISTING)
   catalog.add(_listing(0, catalog.image("dup.jpg")), manifest.DUPLICATE_ID)
+  catalog.add(_listing(0, ""), manifest.DUPLICATE_ID)  # A third line with that id.
+  # The first line with this id was rejected (empty title); it still claimed the id.
+  catalog.add(_listing(305, catalog.image("e3.jpg")), manifest.DUPLICATE_ID)
   catalog.add(b'{"id": "broken", "title": "unterminated', manifest.MALFORMED_LINE)
   catalog.add(b'["a", "list"]', manifest.MALFORMED_LINE)
   catalog.add(_listing(308, "", id=""), manifest.MISSING_ID)
@@ -396,3 +399,33 @@ def test_cli_converts_and_prints_the_summary(converted, tmp_path):
   missing = run_cli("convert", ["--manifest", str(tmp_path / "nope.jsonl"), "--out",
                                 str(tmp_path / "x"), "--noprogress"])
   assert missing.returncode == 1 and "error:" in missing.stderr and "nope.jsonl" in missing.stderr
+
+
+def test_dry_run_shows_the_cluster_command_line_and_checks_its_options(converted, tmp_path):
+  _, manifest_path, _, _ = converted
+  args = ["--manifest", manifest_path, "--out", str(tmp_path / "out"), "--runner",
+          "DataflowRunner", "--dry_run"]
+
+  planned = run_cli("convert", args + [
+      "--beam_args=--project=my-project --region=us-central1 --temp_location=gs://my-bucket/t"])
+  assert planned.returncode == 0, planned.stderr
+  assert ("Beam options: --runner=DataflowRunner --project=my-project "
+          "--temp_location=gs://my-bucket/t --region=us-central1") in planned.stdout
+  assert "GroupById -> ResolveDuplicates" in planned.stdout
+  assert "GroupByShard -> WriteShards" in planned.stdout
+  assert not (tmp_path / "out").exists()
+  # Beam's own validation of the runner's options, as a clear error.
+  invalid = run_cli("convert", args + ["--beam_args=--project=my-project"])
+  assert invalid.returncode == 1 and "error:" in invalid.stderr
+  assert "temp_location" in invalid.stderr
+
+
+def test_convert_benchmark_reports_each_worker_count_and_equal_outputs(converted):
+  from item_jax.benchmarks import convert_throughput  # pylint: disable=g-import-not-at-top
+  _, manifest_path, _, info = converted
+  result = convert_throughput.benchmark_convert(manifest_path, image_size=IMAGE_SIZE,
+                                                worker_counts=(1,))
+  assert result["num_input_listings"] == info["num_input_listings"]
+  assert 0 < result["num_kept"] < result["num_input_listings"]  # Its rejects too.
+  assert result["by_workers"]["1"]["listings_per_s"] > 0
+  assert result["same_output_for_every_count"]

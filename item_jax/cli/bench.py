@@ -8,6 +8,7 @@
   python -m item_jax.cli.bench vs-peer --config tiny.py [--rounds 3] [--steps 20] \
       [--peer_steps 10] [--peer_python /tmp/peer/bin/python] [--max_load 1.0]
   python -m item_jax.cli.bench search [--gallery_rows 1000000 --width 256 --queries 2048 --k 10]
+  python -m item_jax.cli.bench convert --manifest M.jsonl [--image_size 64 --worker_counts 1,2]
 
 `train` times the compiled step on device-resident random batches
 (`item_jax/benchmarks/train_throughput.py`); `input` times the host tf.data pipeline (read,
@@ -16,7 +17,8 @@ trains on one fixed batch of real listings and reports whether every objective l
 (`benchmarks/memorisation.py`); `vs-peer` alternates `train` with the PyTorch peer at the
 same dims and quotes medians only on a quiet machine (`benchmarks/vs_peer.py`); `search`
 times exact top-k over a synthetic gallery, on one device and sharded over all
-(`benchmarks/search_throughput.py`).
+(`benchmarks/search_throughput.py`); `convert` times the whole converter on the
+DirectRunner for each worker count (`benchmarks/convert_throughput.py`).
 """
 
 import json
@@ -27,7 +29,7 @@ from ml_collections import config_flags
 from item_jax import configs
 from item_jax.cli import common
 
-COMMANDS = ("train", "input", "memorise", "vs-peer", "search")
+COMMANDS = ("train", "input", "memorise", "vs-peer", "search", "convert")
 MEMORISE_DEFAULT_STEPS = 300
 
 
@@ -51,6 +53,9 @@ def define_flags():
   flags.DEFINE_integer("width", 256, "search: embedding width.")
   flags.DEFINE_integer("queries", 2048, "search: timed queries.")
   flags.DEFINE_integer("k", 10, "search: neighbours per query.")
+  flags.DEFINE_string("manifest", None, "convert: the manifest to convert.")
+  flags.DEFINE_integer("image_size", 64, "convert: stored image size.")
+  flags.DEFINE_list("worker_counts", ["1", "2"], "convert: DirectRunner worker counts.")
 
 
 def main(argv):
@@ -63,6 +68,13 @@ def main(argv):
     print(json.dumps(search_throughput.benchmark_search(
         gallery_rows=values.gallery_rows, width=values.width, queries=values.queries,
         k=values.k)), flush=True)
+    return
+  if argv[1] == "convert":
+    from item_jax.benchmarks import convert_throughput  # pylint: disable=g-import-not-at-top
+    values = common.start(argv[:1], "manifest")
+    print(json.dumps(convert_throughput.benchmark_convert(
+        values.manifest, image_size=values.image_size,
+        worker_counts=[int(count) for count in values.worker_counts])), flush=True)
     return
   values = common.start(argv[:1], "config")
   config = values.config

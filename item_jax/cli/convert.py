@@ -7,12 +7,17 @@
   # Titles in a BERT's WordPiece vocabulary instead of a SentencePiece model trained here
   # (to start training from that BERT: docs/pretrained.md):
   python -m item_jax.cli.convert --manifest ... --out ... --wordpiece_vocab BERT_DIR/vocab.txt
+  # On a cluster: the same Beam pipeline on another runner (docs/convert.md); --dry_run
+  # prints Beam's options (validated for that runner) and the stages, and runs nothing:
+  python -m item_jax.cli.convert --manifest ... --out ... --runner DataflowRunner \
+      --beam_args="--project=P --region=R --temp_location=gs://B/tmp" --dry_run
 
 The work is done by `item_jax.data.convert.convert_catalog`; see its module docstring.
 Exits 1 with `error: ...` when the conversion cannot be done (a missing manifest, too
 many rejects, an output directory holding other files).
 """
 
+import shlex
 import sys
 
 from absl import flags
@@ -31,7 +36,14 @@ def define_flags():
   flags.DEFINE_list("split_fractions", ["0.8", "0.1", "0.1"],
                     "train,validation,test fractions of product groups.")
   flags.DEFINE_integer("seed", 0, "Seed of the split assignment, shard order and tokenizer.")
-  flags.DEFINE_integer("num_workers", None, "Image worker processes (default: all CPUs).")
+  flags.DEFINE_integer("num_workers", None, "DirectRunner worker processes (default: all "
+                       "CPUs; 1 runs in this process).")
+  flags.DEFINE_string("runner", "DirectRunner", "Apache Beam runner: DirectRunner, "
+                      "DataflowRunner, FlinkRunner, SparkRunner, ...")
+  flags.DEFINE_string("beam_args", "", "Beam pipeline options for the runner, one string "
+                      "(e.g. \"--project=P --region=R --temp_location=gs://B/tmp\").")
+  flags.DEFINE_bool("dry_run", False, "Print the runner, Beam's options and the stages; "
+                    "convert nothing.")
   flags.DEFINE_float("shard_size_mb", 128, "Target size of one shard, in MiB.")
   flags.DEFINE_bool("allow_empty_titles", False,
                     "Keep image-only listings instead of rejecting them.")
@@ -45,7 +57,7 @@ def define_flags():
   flags.DEFINE_enum("wordpiece_lowercase", "auto", ["auto", "true", "false"],
                     "Lower-case titles before WordPiece (auto: the tokenizer_config.json "
                     "beside vocab.txt says, else true).")
-  flags.DEFINE_bool("progress", True, "Show the progress bars.")
+  flags.DEFINE_bool("progress", True, "Log the pipeline's start, end and throughput.")
 
 
 def main(argv):
@@ -57,6 +69,13 @@ def main(argv):
           f"got {','.join(values.split_fractions)!r}", file=sys.stderr)
     sys.exit(1)
   try:
+    if values.dry_run:
+      planned = convert.plan(values.manifest, values.out, runner=values.runner,
+                             num_workers=values.num_workers,
+                             pipeline_args=shlex.split(values.beam_args))
+      print(f"Runner: {planned['runner']}\nBeam options: {planned['pipeline_options']}\n"
+            f"Stages: {' -> '.join(planned['stages'])}")
+      return
     info = convert.convert_catalog(
         values.manifest, values.out, image_size=values.image_size,
         vocab_size=values.vocab_size, split_fractions=fractions, seed=values.seed,
@@ -66,6 +85,7 @@ def main(argv):
         max_image_pixels=values.max_image_pixels, wordpiece_vocab=values.wordpiece_vocab,
         wordpiece_lowercase={"auto": None, "true": True,
                              "false": False}[values.wordpiece_lowercase],
+        runner=values.runner, pipeline_args=shlex.split(values.beam_args),
         show_progress=values.progress)
   except (convert.ConversionError, FileNotFoundError, ValueError) as error:
     print(f"error: {error}", file=sys.stderr)

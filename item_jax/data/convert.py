@@ -1,46 +1,49 @@
 """Catalog manifest -> sharded TFRecord files, tokenizer, rejects and dataset_info.json.
 
 `convert_catalog` is the library entry point (`python -m item_jax.cli.convert` is its CLI).
-The steps, in order:
-  1. Read and validate the manifest (`manifest.read_manifest`); bad lines become rejects.
-  2. Assign every listing a split from a seeded hash of its product group key (the
-     `group`, or the listing's own id when it has none), so no group spans two splits;
-     order each split by a seeded hash of the ids, so shards are mixed.
-  3. Decode, resize and re-encode the images in that order across worker processes
-     (`image_io`), spooling the JPEGs to a temporary file; bad images become rejects.
-  4. Stop with `ConversionError` if the reject fraction exceeds `max_reject_fraction`.
-  5. Train the SentencePiece tokenizer on the kept train titles (or, given
-     `wordpiece_vocab`, a BERT `vocab.txt`, use WordPiece: `wordpiece.py`); tokenize every
-     title.
-  6. Write `{split}-{k:05d}-of-{n:05d}.tfrecord` shards of about `shard_size_mb` each,
-     `rejects.jsonl`, the tokenizer (`tokenizer.model` or `wordpiece.json`) and
-     `dataset_info.json` (docs/design.md).
+The work is one Apache Beam pipeline (`beam_pipeline.py`): on one machine it runs on
+Beam's DirectRunner (worker processes when `num_workers` > 1), on a cluster on the runner
+`runner` names (DataflowRunner, FlinkRunner, SparkRunner) with Beam's own pipeline options
+in `pipeline_args` (docs/convert.md). The pipeline:
+  1. reads and validates the manifest (`manifest.read_claims`); bad lines become rejects,
+     and duplicate ids are found by a group-by on the id (the first line keeps it);
+  2. assigns every listing a split from a seeded hash of its product group key (the
+     `group`, or the listing's own id when it has none), so no group spans two splits, and
+     orders each split by a seeded hash of the ids, so shards are mixed;
+  3. decodes, resizes and re-encodes the images (`image_io`); bad images become rejects;
+  4. trains the SentencePiece tokenizer on at most `tokenizer.MAX_TRAINING_TITLES` train
+     titles (those first in write order), or, given `wordpiece_vocab` (a BERT `vocab.txt`),
+     uses WordPiece (`wordpiece.py`); tokenizes every title;
+  5. writes `{split}-{k:05d}-of-{n:05d}.tfrecord` shards of about `shard_size_mb` each
+     (shard k is the k-th range of the split's hash order) and the rejects.
+Then this driver stops with `ConversionError` if the reject fraction exceeds
+`max_reject_fraction`, names the shards and writes `rejects.jsonl`, the tokenizer
+(`tokenizer.model` or `wordpiece.json`) and `dataset_info.json` (docs/design.md).
 
 Everything is written to a staging directory next to `out_dir` and moved into place at
 the end, so a failed run leaves the previous output untouched. An existing `out_dir` is
 replaced when it holds only converter outputs (re-running needs no flag); one holding
 any other file is refused. Same manifest, image files and arguments give byte-identical
-shards, tokenizer and dataset_info.json, whatever `num_workers` is.
+shards, tokenizer and dataset_info.json, whatever the runner and `num_workers` are.
 """
 
 import collections
-import dataclasses
 import hashlib
 import json
 import logging
 import math
-import multiprocessing
 import os
 import re
 import shutil
 import tempfile
-from typing import Any, Iterator, Sequence
+import time
+from typing import Any, Sequence
 
 import numpy as np
 import PIL
 import sentencepiece
-import tqdm
 
+from item_jax.data import beam_pipeline
 from item_jax.data import image_io
 from item_jax.data import manifest
 from item_jax.data import shard_integrity
@@ -59,8 +62,6 @@ CLEANED_COUNTERS = (manifest.CLEANED_INVALID_UTF8, manifest.CLEANED_CONTROL_CHAR
 _OUTPUT_FILE_PATTERN = re.compile(
     r"^((train|validation|test)-\d{5}-of-\d{5}\.tfrecord|dataset_info\.json|"
     r"rejects\.jsonl|tokenizer\.model|wordpiece\.json)$")
-_SPOOL_FILE = "images.spool"
-_EXAMPLE_OVERHEAD_BYTES = 96
 _REJECT_EXAMPLES_IN_ERRORS = 5
 
 logger = logging.getLogger(__name__)
@@ -68,15 +69,6 @@ logger = logging.getLogger(__name__)
 
 class ConversionError(RuntimeError):
   """The catalog as a whole cannot be converted (too many rejects, no titles, ...)."""
-
-
-@dataclasses.dataclass(frozen=True)
-class _KeptListing:
-  listing: manifest.Listing
-  split: str
-  image_offset: int        # Into the spool file; image_length 0 means no image.
-  image_length: int
-  original_size: tuple[int, int] | None
 
 
 def convert_catalog(manifest_path: str, out_dir: str, *, image_size: int = 256,
@@ -87,12 +79,15 @@ def convert_catalog(manifest_path: str, out_dir: str, *, image_size: int = 256,
                     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
                     wordpiece_vocab: str | None = None,
                     wordpiece_lowercase: bool | None = None,
+                    runner: str = "DirectRunner", pipeline_args: Sequence[str] = (),
                     show_progress: bool = True) -> dict[str, Any]:
   """Converts a JSONL/CSV manifest into `out_dir`; returns the dataset_info dict.
 
   `wordpiece_vocab`: a BERT `vocab.txt`; titles are then WordPiece-tokenized with it
   (`vocab_size` is unused), lower-cased as `wordpiece_lowercase` says (None: as the
-  tokenizer_config.json beside it says, else yes).
+  tokenizer_config.json beside it says, else yes). `num_workers`: DirectRunner worker
+  processes (default: all CPUs); other runners size themselves from `pipeline_args`.
+  `show_progress`: log the pipeline's start and end with its throughput.
   """
   split_fractions = tuple(float(fraction) for fraction in split_fractions)
   _check_arguments(image_size, vocab_size, split_fractions, num_workers, shard_size_mb,
@@ -109,41 +104,39 @@ def convert_catalog(manifest_path: str, out_dir: str, *, image_size: int = 256,
                           wordpiece_lowercase=wordpiece_tokenizer.lowercase)
   out_dir = os.path.abspath(out_dir)
   _check_output_dir(out_dir)
-
-  contents = manifest.read_manifest(manifest_path, allow_empty_titles)
-  num_input = contents.num_input_listings
-  if num_input == 0:
-    raise ConversionError(f"Manifest {manifest_path!r} has no listings.")
-  _check_reject_fraction(contents.rejects, num_input, max_reject_fraction)
-  ordered = order_listings(contents.listings, split_fractions, seed)
+  manifest.check_manifest(manifest_path)
 
   staging_dir = _make_staging_dir(out_dir)
   try:
-    spool_path = os.path.join(staging_dir, _SPOOL_FILE)
-    kept, image_rejects, aspect_cropped = _store_images(
-        ordered, spool_path, image_size, max_image_pixels, num_workers, show_progress)
-    rejects = sorted(contents.rejects + image_rejects,
-                     key=lambda reject: (reject.line_number, reject.reason))
+    settings = beam_pipeline.Settings(
+        manifest_path=os.path.abspath(manifest_path), staging_dir=staging_dir,
+        image_size=image_size, max_image_pixels=max_image_pixels, seed=seed,
+        split_fractions=split_fractions, allow_empty_titles=allow_empty_titles,
+        vocab_size=vocab_size, shard_size_mb=shard_size_mb,
+        wordpiece_vocab=tuple(wordpiece_tokenizer.vocab) if wordpiece_tokenizer else None,
+        wordpiece_lowercase=wordpiece_tokenizer.lowercase if wordpiece_tokenizer else True)
+    _run_pipeline(settings, runner, num_workers, pipeline_args, show_progress)
+    results = beam_pipeline.read_results(settings)
+    summary, rejects = results["summary"], results["rejects"]
+    num_input = summary["num_input"]
+    if num_input == 0:
+      raise ConversionError(f"Manifest {manifest_path!r} has no listings.")
     _check_reject_fraction(rejects, num_input, max_reject_fraction)
-    cleaned = collections.Counter(cleaning for item in kept
-                                  for cleaning in item.listing.cleanings)
-    cleaned[CLEANED_ASPECT_CROPPED] = aspect_cropped
-
     if wordpiece_tokenizer is None:
-      processor = _train_tokenizer(kept, os.path.join(staging_dir, TOKENIZER_FILE),
-                                   vocab_size, seed)
+      if not os.path.exists(os.path.join(staging_dir, TOKENIZER_FILE)):
+        raise ConversionError(
+            "The train split has no titles to train the tokenizer on (a catalog of "
+            "image-only listings, or too few product groups for the split fractions).")
+      processor = tokenizer.load_tokenizer(os.path.join(staging_dir, TOKENIZER_FILE))
     else:
       processor = wordpiece_tokenizer
       processor.save(os.path.join(staging_dir, WORDPIECE_FILE))
-    group_indices = _sorted_index({group_key(item.listing) for item in kept})
-    categories = sorted({item.listing.category for item in kept if item.listing.category})
-    split_shards = _write_all_shards(kept, spool_path, staging_dir, processor, group_indices,
-                                    _sorted_index(categories), shard_size_mb, show_progress)
-    os.remove(spool_path)
-    _write_rejects(rejects, os.path.join(staging_dir, REJECTS_FILE))
+    split_shards = _name_shards(results["shards"], staging_dir)
+    os.rename(os.path.join(settings.work_dir, beam_pipeline.REJECTS_PART),
+              os.path.join(staging_dir, REJECTS_FILE))
+    shutil.rmtree(settings.work_dir)
     info = _dataset_info(
-        num_input=num_input, kept=kept, rejects=rejects, cleaned=cleaned,
-        split_shards=split_shards, num_groups=len(group_indices), categories=categories,
+        num_input=num_input, summary=summary, rejects=rejects, split_shards=split_shards,
         image_size=image_size, processor=processor, requested_vocab_size=vocab_size,
         converter_args=converter_args, fingerprint=_fingerprint(staging_dir, split_shards))
     _write_json(info, os.path.join(staging_dir, DATASET_INFO_FILE))
@@ -153,6 +146,75 @@ def convert_catalog(manifest_path: str, out_dir: str, *, image_size: int = 256,
     raise
   _warn_about_empty_splits(info, split_fractions)
   return info
+
+
+def pipeline_options(runner: str, num_workers: int | None, pipeline_args: Sequence[str] = ()):
+  """Beam's options for a conversion: `runner` with `pipeline_args`; on the DirectRunner,
+  `num_workers` processes (1: in this process)."""
+  from apache_beam.options import pipeline_options as options  # pylint: disable=g-import-not-at-top
+  # Beam's worker processes log every bundle at INFO; the user's options come last and win.
+  args = ["--runner", runner, "--default_sdk_harness_log_level", "WARNING", *pipeline_args]
+  if runner == "DirectRunner":
+    num_workers = num_workers or os.cpu_count() or 1
+    if num_workers == 1:
+      args += ["--direct_running_mode", "in_memory"]
+    else:
+      args += ["--direct_running_mode", "multi_processing",
+               "--direct_num_workers", str(num_workers)]
+  return options.PipelineOptions(args)
+
+
+def plan(manifest_path: str, out_dir: str, *, runner: str = "DirectRunner",
+         num_workers: int | None = None, pipeline_args: Sequence[str] = ()) -> dict[str, Any]:
+  """What a conversion would run, without running it: the runner, Beam's options as a
+  command line, and the pipeline's stages. Beam validates the options for the runner
+  (a DataflowRunner needs --project, --region and a gs:// --temp_location)."""
+  import apache_beam as beam  # pylint: disable=g-import-not-at-top
+  options = pipeline_options(runner, num_workers, pipeline_args)
+  pipeline = beam.Pipeline(options=options)
+  beam_pipeline.build_pipeline(pipeline, beam_pipeline.Settings(
+      manifest_path=os.path.abspath(manifest_path),
+      staging_dir=os.path.abspath(out_dir) + ".staging", image_size=256,
+      max_image_pixels=DEFAULT_MAX_IMAGE_PIXELS, seed=0, split_fractions=(0.8, 0.1, 0.1),
+      allow_empty_titles=False, vocab_size=8000, shard_size_mb=128))
+  flags = [f"--{name}={value}" for name, value in
+           options.get_all_options(drop_default=True, retain_unknown_options=True).items()]
+  return {"runner": runner, "pipeline_options": " ".join(flags),
+          "stages": [part.full_label for part in pipeline.transforms_stack[0].parts]}
+
+
+def _run_pipeline(settings, runner, num_workers, pipeline_args, show_progress) -> None:
+  import apache_beam as beam  # pylint: disable=g-import-not-at-top
+  options = pipeline_options(runner, num_workers, pipeline_args)
+  # DirectRunner worker processes import item_jax from wherever this process did.
+  package_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  paths = [package_root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+  os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
+  started = time.time()
+  if show_progress:
+    logger.info("Converting %s on %s%s", settings.manifest_path, runner,
+                f" ({num_workers or os.cpu_count()} workers)" if runner == "DirectRunner" else "")
+  with beam.Pipeline(options=options) as pipeline:
+    beam_pipeline.build_pipeline(pipeline, settings)
+  if show_progress:
+    logger.info("Pipeline done in %.1f s", time.time() - started)
+
+
+def _name_shards(shards: dict[str, list[dict[str, Any]]],
+                 staging_dir: str) -> dict[str, list[dict[str, Any]]]:
+  """Moves each split's written shards, in bucket order, to their final names; returns
+  split -> the shards' records (`shard_integrity.describe_shard`)."""
+  split_shards = {}
+  work_dir = os.path.join(staging_dir, beam_pipeline.WORK_DIR)
+  for split in SPLITS:
+    records = shards[split]
+    split_shards[split] = []
+    for index, record in enumerate(records):
+      name = shard_file_name(split, index, len(records))
+      os.rename(os.path.join(work_dir, record["file"]), os.path.join(staging_dir, name))
+      split_shards[split].append(shard_integrity.describe_shard(
+          os.path.join(staging_dir, name), record["records"]))
+  return split_shards
 
 
 def shard_file_name(split: str, index: int, num_shards: int) -> str:
@@ -183,11 +245,14 @@ def order_listings(listings: Sequence[manifest.Listing], split_fractions: Sequen
     by_split[assign_split(group_key(listing), seed, split_fractions)].append(listing)
   ordered = []
   for split in SPLITS:
-    shuffled = sorted(by_split[split],
-                      key=lambda listing: (_unit_hash(f"order|{seed}|{listing.id}"),
-                                           listing.id))
+    shuffled = sorted(by_split[split], key=lambda listing: order_key(listing.id, seed))
     ordered.extend((split, listing) for listing in shuffled)
   return ordered
+
+
+def order_key(listing_id: str, seed: int) -> tuple[float, str]:
+  """A listing's place in its split's write order: a seeded hash of its id, then the id."""
+  return _unit_hash(f"order|{seed}|{listing_id}"), listing_id
 
 
 def _unit_hash(text: str) -> float:
@@ -277,117 +342,7 @@ def _publish(staging_dir: str, out_dir: str) -> None:
   shutil.rmtree(previous)
 
 
-# ----------------------------------------------------------------------------- images
-
-
-def _store_images(ordered: list[tuple[str, manifest.Listing]], spool_path: str,
-                  image_size: int, max_image_pixels: int, num_workers: int | None,
-                  show_progress: bool) -> tuple[list[_KeptListing], list[manifest.Reject], int]:
-  """Processes every image in write order; returns kept listings, rejects, crop count."""
-  tasks = [(listing.image_path, image_size, max_image_pixels)
-           for _, listing in ordered if listing.image_path]
-  outcomes = _image_outcomes(tasks, num_workers)
-  kept, rejects, aspect_cropped = [], [], 0
-  with open(spool_path, "wb") as spool, tqdm.tqdm(
-      total=len(tasks), unit="image", desc="images", disable=not show_progress,
-      smoothing=0.1) as progress:
-    for split, listing in ordered:
-      if not listing.image_path:
-        kept.append(_KeptListing(listing, split, 0, 0, None))
-        continue
-      outcome = next(outcomes)
-      progress.update(1)
-      if isinstance(outcome, tuple):
-        reason, detail = outcome
-        rejects.append(manifest.Reject(listing.line_number, listing.id, reason, detail))
-        continue
-      offset = spool.tell()
-      spool.write(outcome.jpeg)
-      aspect_cropped += outcome.aspect_cropped
-      kept.append(_KeptListing(listing, split, offset, len(outcome.jpeg),
-                               (outcome.original_width, outcome.original_height)))
-  return kept, rejects, aspect_cropped
-
-
-def _image_outcomes(tasks: list[tuple[str, int, int]],
-                    num_workers: int | None) -> Iterator[Any]:
-  """Yields image_io.image_outcome(task) for each task, in task order."""
-  num_workers = num_workers or os.cpu_count() or 1
-  num_workers = min(num_workers, max(1, len(tasks)))
-  if num_workers == 1:
-    yield from map(image_io.image_outcome, tasks)
-    return
-  chunk_size = max(1, min(32, len(tasks) // (num_workers * 8)))
-  # Spawned workers: forking a process that already runs JAX or TF threads can deadlock.
-  context = multiprocessing.get_context("spawn")
-  with context.Pool(num_workers) as pool:
-    yield from pool.imap(image_io.image_outcome, tasks, chunksize=chunk_size)
-
-
-# ----------------------------------------------------------------------------- text
-
-
-def _train_tokenizer(kept: Sequence[_KeptListing], model_path: str, vocab_size: int,
-                     seed: int):
-  train_titles = [item.listing.title for item in kept
-                  if item.split == "train" and item.listing.title]
-  if not train_titles:
-    raise ConversionError(
-        "The train split has no titles to train the tokenizer on (a catalog of image-only "
-        "listings, or too few product groups for the split fractions).")
-  tokenizer.train_tokenizer(train_titles, model_path, vocab_size, seed)
-  return tokenizer.load_tokenizer(model_path)
-
-
 # ----------------------------------------------------------------------------- shards
-
-
-def _write_all_shards(kept: Sequence[_KeptListing], spool_path: str, staging_dir: str,
-                      processor, group_indices: dict[str, int],
-                      category_indices: dict[str, int], shard_size_mb: float,
-                      show_progress: bool) -> dict[str, list[dict[str, Any]]]:
-  """Writes every split's shards; returns split -> the shards' records (name, bytes,
-  record count, SHA-256: `shard_integrity.describe_shard`)."""
-  import tensorflow as tf  # Deferred: only writing shards needs it.
-
-  split_shards = {}
-  with open(spool_path, "rb") as spool, tqdm.tqdm(
-      total=len(kept), unit="example", desc="shards", disable=not show_progress) as progress:
-    for split in SPLITS:
-      items = [item for item in kept if item.split == split]
-      tokens = tokenizer.encode_titles(processor, [item.listing.title for item in items])
-      sizes = [_estimated_example_bytes(item, item_tokens)
-               for item, item_tokens in zip(items, tokens)]
-      num_shards = _num_shards(sum(sizes), len(items), shard_size_mb)
-      names = [shard_file_name(split, index, num_shards) for index in range(num_shards)]
-      bounds = np.linspace(0, len(items), num_shards + 1).round().astype(int)
-      for name, start, stop in zip(names, bounds[:-1], bounds[1:]):
-        with tf.io.TFRecordWriter(os.path.join(staging_dir, name)) as writer:
-          for item, item_tokens in zip(items[start:stop], tokens[start:stop]):
-            spool.seek(item.image_offset)
-            jpeg = spool.read(item.image_length)
-            writer.write(serialize_example(
-                item.listing, jpeg, item_tokens, group_indices[group_key(item.listing)],
-                category_indices.get(item.listing.category, -1)))
-            progress.update(1)
-      split_shards[split] = [
-          shard_integrity.describe_shard(os.path.join(staging_dir, name), int(stop - start))
-          for name, start, stop in zip(names, bounds[:-1], bounds[1:])]
-  return split_shards
-
-
-def _estimated_example_bytes(item: _KeptListing, tokens: Sequence[int]) -> int:
-  listing = item.listing
-  text_bytes = sum(len(value.encode("utf-8"))
-                   for value in (listing.id, listing.title, listing.category, listing.group))
-  return item.image_length + text_bytes + 2 * len(tokens) + _EXAMPLE_OVERHEAD_BYTES
-
-
-def _num_shards(total_bytes: int, num_examples: int, shard_size_mb: float) -> int:
-  if num_examples == 0:
-    return 0
-  wanted = math.ceil(total_bytes / (shard_size_mb * 2 ** 20))
-  return int(min(max(1, wanted), num_examples))
 
 
 def serialize_example(listing: manifest.Listing, jpeg: bytes, title_tokens: Sequence[int],
@@ -418,12 +373,6 @@ def serialize_example(listing: manifest.Listing, jpeg: bytes, title_tokens: Sequ
 # ----------------------------------------------------------------------------- summaries
 
 
-def _write_rejects(rejects: Sequence[manifest.Reject], path: str) -> None:
-  with open(path, "w", encoding="utf-8") as rejects_file:
-    for reject in rejects:
-      rejects_file.write(json.dumps(reject.to_json_dict()) + "\n")
-
-
 def _write_json(value: dict[str, Any], path: str) -> None:
   with open(path, "w", encoding="utf-8") as json_file:
     json.dump(value, json_file, indent=2)
@@ -445,53 +394,59 @@ def _fingerprint(directory: str, split_shards: dict[str, list[dict[str, Any]]]) 
   return digest.hexdigest()
 
 
-def _size_stats(values: Sequence[int]) -> dict[str, float] | None:
-  if not values:
+def _size_stats(histogram: dict[int, int]) -> dict[str, float] | None:
+  """min / median / max of the values a {value: count} histogram holds."""
+  if not histogram:
     return None
-  return {"min": int(min(values)), "median": float(np.median(values)),
-          "max": int(max(values))}
+  values = np.repeat(np.array(sorted(histogram), np.int64),
+                     [histogram[value] for value in sorted(histogram)])
+  return {"min": int(values[0]), "median": float(np.median(values)), "max": int(values[-1])}
 
 
-def _unigram_entropy(token_lists: Sequence[Sequence[int]]) -> float | None:
-  counts = collections.Counter(piece for pieces in token_lists for piece in pieces)
-  total = sum(counts.values())
+def _unigram_entropy(piece_counts: dict[int, int]) -> float | None:
+  total = sum(piece_counts.values())
   if not total:
     return None
-  frequencies = np.array(list(counts.values()), np.float64) / total
+  frequencies = np.array(sorted(piece_counts.values()), np.float64) / total
   return round(float(-(frequencies * np.log(frequencies)).sum()), 4)
 
 
-def _dataset_info(*, num_input, kept, rejects, cleaned, split_shards, num_groups, categories,
-                  image_size, processor, requested_vocab_size, converter_args,
-                  fingerprint) -> dict[str, Any]:
+def _histogram(counts: dict[str, int], prefix: str) -> dict[int, int]:
+  return {int(key[len(prefix):]): value for key, value in counts.items()
+          if key.startswith(prefix)}
+
+
+def _dataset_info(*, num_input, summary, rejects, split_shards, image_size, processor,
+                  requested_vocab_size, converter_args, fingerprint) -> dict[str, Any]:
   by_reason = collections.Counter(reject.reason for reject in rejects)
   is_sentencepiece = isinstance(processor, sentencepiece.SentencePieceProcessor)
-  sizes = [item.original_size for item in kept if item.original_size]
+  counts = collections.Counter(summary["counts"])
   splits = {}
   for split in SPLITS:
-    items = [item for item in kept if item.split == split]
     splits[split] = {
-        "num_examples": len(items),
-        "num_groups": len({group_key(item.listing) for item in items}),
+        "num_examples": counts[f"split:{split}"],
+        "num_groups": summary["split_groups"].get(split, 0),
         "files": [shard["file"] for shard in split_shards[split]],
         "shards": split_shards[split],
     }
+  cleaned = {counter: counts[f"cleaned:{counter}"] for counter in CLEANED_COUNTERS}
+  cleaned[CLEANED_ASPECT_CROPPED] = counts["aspect_cropped"]
   return {
       "format_version": FORMAT_VERSION,
       "num_input_listings": num_input,
-      "num_kept": len(kept),
+      "num_kept": counts["kept"],
       "num_rejected": len(rejects),
       "rejected_by_reason": {reason: by_reason[reason] for reason in REJECT_REASONS},
-      "cleaned": {counter: cleaned[counter] for counter in CLEANED_COUNTERS},
-      "num_with_image": len(sizes),
-      "num_without_title": sum(1 for item in kept if not item.listing.title),
+      "cleaned": cleaned,
+      "num_with_image": counts["with_image"],
+      "num_without_title": counts["without_title"],
       "splits": splits,
-      "num_groups": num_groups,
-      "categories": categories,
+      "num_groups": summary["num_groups"],
+      "categories": summary["categories"],
       "image_size": image_size,
       "image_format": "jpeg",
-      "original_image_size": {"width": _size_stats([size[0] for size in sizes]),
-                              "height": _size_stats([size[1] for size in sizes])},
+      "original_image_size": {"width": _size_stats(_histogram(counts, "width:")),
+                              "height": _size_stats(_histogram(counts, "height:"))},
       "tokenizer": {
           "file": TOKENIZER_FILE if is_sentencepiece else WORDPIECE_FILE,
           "kind": "sentencepiece" if is_sentencepiece else "wordpiece",
@@ -505,8 +460,7 @@ def _dataset_info(*, num_input, kept, rejects, cleaned, split_shards, num_groups
           # The input-independent level of MLM: what predicting the train split's piece
           # frequencies costs, in nats a masked piece. A model that learns reads its
           # context and goes well below it.
-          "train_piece_unigram_entropy_nats": _unigram_entropy(tokenizer.encode_titles(
-              processor, [item.listing.title for item in kept if item.split == "train"])),
+          "train_piece_unigram_entropy_nats": _unigram_entropy(_histogram(counts, "piece:")),
       },
       "rejects_file": REJECTS_FILE,
       "converter_args": converter_args,

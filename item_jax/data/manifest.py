@@ -76,6 +76,52 @@ class ManifestContents:
 
 def read_manifest(manifest_path: str, allow_empty_titles: bool = False) -> ManifestContents:
   """Reads and validates every listing of a JSONL or CSV manifest."""
+  listings, rejects = [], []
+  seen_ids: dict[str, int] = {}
+  num_input_listings = 0
+  for claim in read_claims(manifest_path, allow_empty_titles):
+    num_input_listings += 1
+    if claim.id is not None and claim.id in seen_ids:
+      rejects.append(duplicate_reject(claim, seen_ids[claim.id]))
+      continue
+    if claim.id is not None:
+      seen_ids[claim.id] = claim.line_number
+    (rejects if isinstance(claim.outcome, Reject) else listings).append(claim.outcome)
+  return ManifestContents(listings, rejects, num_input_listings)
+
+
+@dataclasses.dataclass(frozen=True)
+class Claim:
+  """One manifest line, judged on its own: what it becomes if it is the first with its id.
+
+  `id` is None for a line rejected before it could claim an id (malformed, a non-string
+  field, no id); such a line is never a duplicate. Resolving duplicates needs every line
+  with the same id (`read_manifest` keeps a dict; the converter's pipeline groups by id).
+  """
+  line_number: int
+  id: str | None
+  outcome: "Listing | Reject"
+
+
+def duplicate_reject(claim: Claim, first_line: int) -> Reject:
+  return Reject(claim.line_number, claim.id, DUPLICATE_ID, f"id first seen on line {first_line}")
+
+
+def check_manifest(manifest_path: str) -> None:
+  """Raises FileNotFoundError / ValueError for a manifest that cannot be read at all."""
+  if not os.path.isfile(manifest_path):
+    raise FileNotFoundError(f"Manifest {manifest_path!r} does not exist.")
+  if manifest_path.lower().endswith(CSV_EXTENSIONS):
+    with open(manifest_path, "rb") as manifest_file:
+      first_line = manifest_file.readline()
+    if first_line.startswith(codecs.BOM_UTF8):
+      first_line = first_line[len(codecs.BOM_UTF8):]
+    next(_csv_records(first_line.decode("utf-8", errors="surrogateescape"), manifest_path),
+         None)
+
+
+def read_claims(manifest_path: str, allow_empty_titles: bool = False) -> Iterator[Claim]:
+  """Every non-blank manifest line as a `Claim`, in file order."""
   if not os.path.isfile(manifest_path):
     raise FileNotFoundError(f"Manifest {manifest_path!r} does not exist.")
   with open(manifest_path, "rb") as manifest_file:
@@ -87,8 +133,12 @@ def read_manifest(manifest_path: str, allow_empty_titles: bool = False) -> Manif
     records = _csv_records(text, manifest_path)
   else:
     records = _jsonl_records(text)
-  return _validate_records(records, os.path.dirname(os.path.abspath(manifest_path)),
-                           allow_empty_titles)
+  manifest_dir = os.path.dirname(os.path.abspath(manifest_path))
+  for line_number, record in records:
+    if isinstance(record, Reject):
+      yield Claim(line_number, None, record)
+    else:
+      yield _claim_from_record(line_number, record, manifest_dir, allow_empty_titles)
 
 
 def _jsonl_records(text: str) -> Iterator[tuple[int, dict[str, Any] | Reject]]:
@@ -143,25 +193,8 @@ def _csv_records(text: str,
     yield first_line, dict(zip(columns, row))
 
 
-def _validate_records(records: Iterator[tuple[int, dict[str, Any] | Reject]],
-                      manifest_dir: str, allow_empty_titles: bool) -> ManifestContents:
-  listings, rejects = [], []
-  seen_ids: dict[str, int] = {}
-  num_input_listings = 0
-  for line_number, record in records:
-    num_input_listings += 1
-    if isinstance(record, Reject):
-      rejects.append(record)
-      continue
-    outcome = _listing_from_record(line_number, record, manifest_dir, allow_empty_titles,
-                                   seen_ids)
-    (rejects if isinstance(outcome, Reject) else listings).append(outcome)
-  return ManifestContents(listings, rejects, num_input_listings)
-
-
-def _listing_from_record(line_number: int, record: dict[str, Any], manifest_dir: str,
-                         allow_empty_titles: bool,
-                         seen_ids: dict[str, int]) -> Listing | Reject:
+def _claim_from_record(line_number: int, record: dict[str, Any], manifest_dir: str,
+                       allow_empty_titles: bool) -> Claim:
   fields = {}
   for name in TEXT_FIELDS:
     value = record.get(name)
@@ -170,8 +203,9 @@ def _listing_from_record(line_number: int, record: dict[str, Any], manifest_dir:
     elif name == "id" and isinstance(value, int) and not isinstance(value, bool):
       value = str(value)
     if not isinstance(value, str):
-      return Reject(line_number, _plain_id(record), INVALID_FIELD,
-                    f"field {name!r} must be a string, got {type(value).__name__}")
+      return Claim(line_number, None, Reject(
+          line_number, _plain_id(record), INVALID_FIELD,
+          f"field {name!r} must be a string, got {type(value).__name__}"))
     fields[name] = value
 
   cleanings = set()
@@ -181,23 +215,21 @@ def _listing_from_record(line_number: int, record: dict[str, Any], manifest_dir:
 
   listing_id = fields["id"]
   if not listing_id:
-    return Reject(line_number, None, MISSING_ID, "the listing has no id")
-  if listing_id in seen_ids:
-    return Reject(line_number, listing_id, DUPLICATE_ID,
-                  f"id first seen on line {seen_ids[listing_id]}")
-  seen_ids[listing_id] = line_number
-
+    return Claim(line_number, None, Reject(line_number, None, MISSING_ID,
+                                           "the listing has no id"))
   image = fields["image"].strip()
   if not fields["title"]:
     if not image:
-      return Reject(line_number, listing_id, EMPTY_LISTING, "neither a title nor an image")
+      return Claim(line_number, listing_id, Reject(line_number, listing_id, EMPTY_LISTING,
+                                                   "neither a title nor an image"))
     if not allow_empty_titles:
-      return Reject(line_number, listing_id, EMPTY_TITLE,
-                    "the title is empty (allow image-only listings with "
-                    "--allow_empty_titles)")
+      return Claim(line_number, listing_id, Reject(
+          line_number, listing_id, EMPTY_TITLE,
+          "the title is empty (allow image-only listings with --allow_empty_titles)"))
   image_path = os.path.join(manifest_dir, image) if image else ""
-  return Listing(line_number, listing_id, fields["title"], image_path,
-                 fields["category"], fields["group"], frozenset(cleanings))
+  return Claim(line_number, listing_id, Listing(
+      line_number, listing_id, fields["title"], image_path, fields["category"],
+      fields["group"], frozenset(cleanings)))
 
 
 def _plain_id(record: dict[str, Any]) -> str | None:
