@@ -51,6 +51,18 @@ def initialize_distributed(coordinator_address: str | None = None,
     logging.info("No multi-process cluster detected; running as a single process.")
 
 
+def shutdown_distributed() -> None:
+  """Ends a multi-process run together (a no-op in a single process).
+
+  Every process enters JAX's shutdown barrier while its backend is still up, so process 0
+  stops the coordination service only after every peer has arrived. Left to interpreter
+  exit, process 0 can stop it while a peer is still tearing down, or wait on that peer.
+  The command lines that join a job call this when they finish.
+  """
+  if jax.distributed.is_initialized():
+    jax.distributed.shutdown()
+
+
 def detect_cluster() -> str | None:
   """Names the multi-process environment JAX would bootstrap from, or None.
 

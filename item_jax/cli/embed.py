@@ -50,6 +50,7 @@ def main(argv):
         process_count=jax.process_count(), batch_size=values.batch_size, dtype=values.dtype,
         barrier=lambda: multihost_utils.sync_global_devices("item_jax embed parts written"))
   print(json.dumps({k: v for k, v in summary.items() if k not in ("ids", "rejects", "parts")}))
+  distributed.shutdown_distributed()
 
 
 def run():

@@ -43,6 +43,7 @@ def main(argv):
     print(f"error: {error}", file=sys.stderr)
     sys.exit(1)
   logging.info("Done: %s", json.dumps(metrics))
+  distributed.shutdown_distributed()
 
 
 def run():
