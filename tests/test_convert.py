@@ -12,6 +12,7 @@ from PIL import Image
 
 from subprocess_utils import run_cli
 
+from item_jax.data import beam_pipeline
 from item_jax.data import convert
 from item_jax.data import dataset_info
 from item_jax.data import image_io
@@ -354,11 +355,11 @@ def test_shards_roll_at_the_target_size(tmp_path):
 
 def test_split_assignment_is_seeded_and_follows_the_fractions():
   keys = [f"group:{index}" for index in range(4000)]
-  splits = [convert.assign_split(key, 0, (0.8, 0.1, 0.1)) for key in keys]
+  splits = [beam_pipeline.assign_split(key, 0, (0.8, 0.1, 0.1)) for key in keys]
   counts = collections.Counter(splits)
 
-  assert splits == [convert.assign_split(key, 0, (0.8, 0.1, 0.1)) for key in keys]
-  assert splits != [convert.assign_split(key, 1, (0.8, 0.1, 0.1)) for key in keys]
+  assert splits == [beam_pipeline.assign_split(key, 0, (0.8, 0.1, 0.1)) for key in keys]
+  assert splits != [beam_pipeline.assign_split(key, 1, (0.8, 0.1, 0.1)) for key in keys]
   assert abs(counts["train"] / len(keys) - 0.8) < 0.03
   assert abs(counts["test"] / len(keys) - 0.1) < 0.03
 

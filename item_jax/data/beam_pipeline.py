@@ -7,7 +7,7 @@ cluster) and then assembles `dataset_info.json` from what the pipeline wrote to
 
   1. Manifest lines -> `manifest.Claim`s (one reader per manifest file), each line judged
      on its own; duplicate ids are found by a group-by on the id (the first line keeps it).
-  2. Split from a seeded hash of the product group (`convert.assign_split`), the same
+  2. Split from a seeded hash of the product group (`assign_split`), the same
      whatever the runner or worker count.
   3. Images decoded, resized and re-encoded (`image_io`), spread over the workers by a
      reshuffle; bad images become rejects.
@@ -25,12 +25,14 @@ Everything a stage computes depends only on the listing and the seed, never on w
 worker saw it, so a re-run writes the same bytes on any runner and worker count.
 """
 
+import bisect
 import collections
 import dataclasses
+import hashlib
 import json
 import math
 import os
-from typing import Any
+from typing import Any, Sequence
 
 import apache_beam as beam
 
@@ -79,6 +81,59 @@ class Kept:
 # ------------------------------------------------------------------- 1-3: listings
 
 
+def group_key(listing: manifest.Listing) -> str:
+  """The product group a listing belongs to; one of its own when it has no `group`."""
+  return f"group:{listing.group}" if listing.group else f"id:{listing.id}"
+
+
+def assign_split(key: str, seed: int, split_fractions: Sequence[float]) -> str:
+  """Split of a group key: a seeded hash mapped onto the cumulative fractions."""
+  position = _unit_hash(f"split|{seed}|{key}")
+  cumulative = 0.0
+  for split, fraction in zip(SPLITS, split_fractions):
+    cumulative += fraction
+    if position < cumulative and fraction > 0:
+      return split
+  return [split for split, fraction in zip(SPLITS, split_fractions) if fraction > 0][-1]
+
+
+def order_key(listing_id: str, seed: int) -> tuple[float, str]:
+  """A listing's place in its split's write order: a seeded hash of its id, then the id."""
+  return _unit_hash(f"order|{seed}|{listing_id}"), listing_id
+
+
+def _unit_hash(text: str) -> float:
+  digest = hashlib.sha256(text.encode("utf-8", errors="surrogatepass")).digest()
+  return int.from_bytes(digest[:8], "big") / 2.0 ** 64
+
+
+def serialize_example(listing: manifest.Listing, jpeg: bytes, title_tokens: Sequence[int],
+                      group_index: int, category_index: int) -> bytes:
+  """One tf.train.Example in the schema of docs/design.md, serialised deterministically."""
+  import tensorflow as tf  # Deferred: only writing shards needs it.
+
+  def bytes_feature(value: bytes):
+    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+
+  def int_feature(values: Sequence[int]):
+    return tf.train.Feature(int64_list=tf.train.Int64List(value=list(values)))
+
+  features = {
+      "id": bytes_feature(listing.id.encode("utf-8")),
+      "title": bytes_feature(listing.title.encode("utf-8")),
+      "title_tokens": int_feature(title_tokens),
+      "image": bytes_feature(jpeg),
+      "category": bytes_feature(listing.category.encode("utf-8")),
+      "category_index": int_feature([category_index]),
+      "group": bytes_feature(listing.group.encode("utf-8")),
+      "group_index": int_feature([group_index]),
+  }
+  example = tf.train.Example(features=tf.train.Features(feature=features))
+  return example.SerializeToString(deterministic=True)
+
+
+
+
 def resolve_duplicates(id_and_claims):
   """Listings and rejects: the first line with an id keeps its outcome; later ones are
   duplicate_id. (Unannotated: Beam would type-check the union against each consumer.)"""
@@ -91,10 +146,8 @@ def resolve_duplicates(id_and_claims):
 
 def store_image(listing: manifest.Listing, settings: Settings):
   """A `Kept` listing, or the `manifest.Reject` of its image."""
-  from item_jax.data import convert  # pylint: disable=g-import-not-at-top  (cycle)
-  split = convert.assign_split(convert.group_key(listing), settings.seed,
-                               settings.split_fractions)
-  order = convert.order_key(listing.id, settings.seed)
+  split = assign_split(group_key(listing), settings.seed, settings.split_fractions)
+  order = order_key(listing.id, settings.seed)
   if not listing.image_path:
     return Kept(listing, split, order, b"", None, False)
   outcome = image_io.image_outcome((listing.image_path, settings.image_size,
@@ -167,20 +220,18 @@ def num_shards(total_bytes: int, num_examples: int, shard_size_mb: float) -> int
 
 def keyed_example(item_tokens, shard_counts: dict, group_keys: list, categories: list):
   """((split, bucket), (order, serialised example)) of one kept listing."""
-  from item_jax.data import convert  # pylint: disable=g-import-not-at-top  (cycle)
   item, tokens = item_tokens
   count = shard_counts[item.split]
   bucket = min(count - 1, int(item.order[0] * count))
-  group_index = _index_of(group_keys, convert.group_key(item.listing))
+  group_index = _index_of(group_keys, group_key(item.listing))
   category_index = (_index_of(categories, item.listing.category)
                     if item.listing.category else -1)
-  example = convert.serialize_example(item.listing, item.jpeg, tokens, group_index,
+  example = serialize_example(item.listing, item.jpeg, tokens, group_index,
                                       category_index)
   return (item.split, bucket), (item.order, example)
 
 
 def _index_of(sorted_keys: list, key: str) -> int:
-  import bisect  # pylint: disable=g-import-not-at-top
   index = bisect.bisect_left(sorted_keys, key)
   assert sorted_keys[index] == key, key
   return index
@@ -332,8 +383,7 @@ def build_pipeline(pipeline: beam.Pipeline, settings: Settings) -> None:
 
 
 def _group_key(item: Kept) -> str:
-  from item_jax.data import convert  # pylint: disable=g-import-not-at-top  (cycle)
-  return convert.group_key(item.listing)
+  return group_key(item.listing)
 
 
 def read_results(settings: Settings) -> dict[str, Any]:

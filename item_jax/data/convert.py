@@ -221,49 +221,6 @@ def shard_file_name(split: str, index: int, num_shards: int) -> str:
   return f"{split}-{index:05d}-of-{num_shards:05d}.tfrecord"
 
 
-def group_key(listing: manifest.Listing) -> str:
-  """The product group a listing belongs to; one of its own when it has no `group`."""
-  return f"group:{listing.group}" if listing.group else f"id:{listing.id}"
-
-
-def assign_split(key: str, seed: int, split_fractions: Sequence[float]) -> str:
-  """Split of a group key: a seeded hash mapped onto the cumulative fractions."""
-  position = _unit_hash(f"split|{seed}|{key}")
-  cumulative = 0.0
-  for split, fraction in zip(SPLITS, split_fractions):
-    cumulative += fraction
-    if position < cumulative and fraction > 0:
-      return split
-  return [split for split, fraction in zip(SPLITS, split_fractions) if fraction > 0][-1]
-
-
-def order_listings(listings: Sequence[manifest.Listing], split_fractions: Sequence[float],
-                   seed: int) -> list[tuple[str, manifest.Listing]]:
-  """(split, listing) pairs in write order: by split, then by a seeded hash of the id."""
-  by_split = {split: [] for split in SPLITS}
-  for listing in listings:
-    by_split[assign_split(group_key(listing), seed, split_fractions)].append(listing)
-  ordered = []
-  for split in SPLITS:
-    shuffled = sorted(by_split[split], key=lambda listing: order_key(listing.id, seed))
-    ordered.extend((split, listing) for listing in shuffled)
-  return ordered
-
-
-def order_key(listing_id: str, seed: int) -> tuple[float, str]:
-  """A listing's place in its split's write order: a seeded hash of its id, then the id."""
-  return _unit_hash(f"order|{seed}|{listing_id}"), listing_id
-
-
-def _unit_hash(text: str) -> float:
-  digest = hashlib.sha256(text.encode("utf-8", errors="surrogatepass")).digest()
-  return int.from_bytes(digest[:8], "big") / 2.0 ** 64
-
-
-def _sorted_index(keys) -> dict[str, int]:
-  return {key: index for index, key in enumerate(sorted(keys))}
-
-
 def _check_arguments(image_size, vocab_size, split_fractions, num_workers, shard_size_mb,
                      max_reject_fraction, max_image_pixels) -> None:
   problems = []
@@ -340,34 +297,6 @@ def _publish(staging_dir: str, out_dir: str) -> None:
   os.rename(out_dir, previous)
   os.rename(staging_dir, out_dir)
   shutil.rmtree(previous)
-
-
-# ----------------------------------------------------------------------------- shards
-
-
-def serialize_example(listing: manifest.Listing, jpeg: bytes, title_tokens: Sequence[int],
-                      group_index: int, category_index: int) -> bytes:
-  """One tf.train.Example in the schema of docs/design.md, serialised deterministically."""
-  import tensorflow as tf  # Deferred: only writing shards needs it.
-
-  def bytes_feature(value: bytes):
-    return tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
-
-  def int_feature(values: Sequence[int]):
-    return tf.train.Feature(int64_list=tf.train.Int64List(value=list(values)))
-
-  features = {
-      "id": bytes_feature(listing.id.encode("utf-8")),
-      "title": bytes_feature(listing.title.encode("utf-8")),
-      "title_tokens": int_feature(title_tokens),
-      "image": bytes_feature(jpeg),
-      "category": bytes_feature(listing.category.encode("utf-8")),
-      "category_index": int_feature([category_index]),
-      "group": bytes_feature(listing.group.encode("utf-8")),
-      "group_index": int_feature([group_index]),
-  }
-  example = tf.train.Example(features=tf.train.Features(feature=features))
-  return example.SerializeToString(deterministic=True)
 
 
 # ----------------------------------------------------------------------------- summaries

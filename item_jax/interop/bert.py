@@ -31,9 +31,6 @@ BLOCK = blocks.BlockNames(
     mlp_in="encoder.layer.{i}.intermediate.dense",
     mlp_out="encoder.layer.{i}.output.dense",
     mlp_norm="encoder.layer.{i}.output.LayerNorm")
-# BERT's hidden_act -> item_jax's model.gelu.
-HIDDEN_ACTS = {"gelu": "exact", "gelu_python": "exact", "gelu_new": "tanh",
-               "gelu_pytorch_tanh": "tanh", "gelu_fast": "tanh"}
 GELU_TO_HIDDEN_ACT = {"exact": "gelu", "tanh": "gelu_pytorch_tanh"}
 
 
@@ -43,8 +40,7 @@ def config_problems(hf_config: dict, model_config, source: str, with_blocks: boo
   problems = []
 
   def expect(field, wanted, found):
-    if found != wanted:
-      problems.append(f"config.model.{field}: {found!r} here, {wanted!r} in {source}")
+    problems.extend(blocks.mismatch(field, wanted, found, source))
 
   expect("hidden_dim", hf_config["hidden_size"], model_config.hidden_dim)
   expect("num_heads", hf_config["num_attention_heads"], model_config.num_heads)
@@ -65,12 +61,7 @@ def config_problems(hf_config: dict, model_config, source: str, with_blocks: boo
     expect("num_layers", hf_config["num_hidden_layers"], model_config.num_layers)
     expect("mlp_dim", hf_config["intermediate_size"], model_config.mlp_dim)
     expect("block_norm", "post", model_config.block_norm)
-    act = hf_config.get("hidden_act", "gelu")
-    if act not in HIDDEN_ACTS:
-      problems.append(f"{source}: hidden_act {act!r} is not a GELU item_jax has "
-                      f"({sorted(HIDDEN_ACTS)})")
-    else:
-      expect("gelu", HIDDEN_ACTS[act], model_config.gelu)
+    problems += blocks.gelu_problems(hf_config, model_config, source)
   return problems
 
 

@@ -27,6 +27,25 @@ class BlockNames:
   mlp_norm: str
 
 
+# A checkpoint's hidden_act -> item_jax's model.gelu (BERT and ViT name them alike).
+HIDDEN_ACTS = {"gelu": "exact", "gelu_python": "exact", "gelu_new": "tanh",
+               "gelu_pytorch_tanh": "tanh", "gelu_fast": "tanh"}
+
+
+def mismatch(field: str, wanted, found, source: str) -> list[str]:
+  """[the problem] when config.model.`field` is `found` but the checkpoint has `wanted`."""
+  if found == wanted:
+    return []
+  return [f"config.model.{field}: {found!r} here, {wanted!r} in {source}"]
+
+
+def gelu_problems(hf_config: dict, model_config, source: str) -> list[str]:
+  act = hf_config.get("hidden_act", "gelu")
+  if act not in HIDDEN_ACTS:
+    return [f"{source}: hidden_act {act!r} is not a GELU item_jax has ({sorted(HIDDEN_ACTS)})"]
+  return mismatch("gelu", HIDDEN_ACTS[act], model_config.gelu, source)
+
+
 def dense(tensors: dict, name: str, used: set) -> dict:
   used.update({f"{name}.weight", f"{name}.bias"})
   return {"kernel": tensors[f"{name}.weight"].T, "bias": tensors[f"{name}.bias"]}

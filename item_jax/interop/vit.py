@@ -32,8 +32,6 @@ BLOCK = blocks.BlockNames(
     mlp_in="encoder.layer.{i}.intermediate.dense",
     mlp_out="encoder.layer.{i}.output.dense",
     mlp_norm="encoder.layer.{i}.layernorm_after")
-HIDDEN_ACTS = {"gelu": "exact", "gelu_python": "exact", "gelu_new": "tanh",
-               "gelu_pytorch_tanh": "tanh", "gelu_fast": "tanh"}
 
 
 def config_problems(hf_config: dict, model_config, source: str, with_blocks: bool) -> list[str]:
@@ -41,8 +39,7 @@ def config_problems(hf_config: dict, model_config, source: str, with_blocks: boo
   problems = []
 
   def expect(field, wanted, found):
-    if found != wanted:
-      problems.append(f"config.model.{field}: {found!r} here, {wanted!r} in {source}")
+    problems.extend(blocks.mismatch(field, wanted, found, source))
 
   expect("hidden_dim", hf_config["hidden_size"], model_config.hidden_dim)
   expect("patch_size", hf_config["patch_size"], model_config.patch_size)
@@ -57,12 +54,7 @@ def config_problems(hf_config: dict, model_config, source: str, with_blocks: boo
     expect("block_norm", "pre", model_config.block_norm)
     expect("layer_norm_epsilon", float(hf_config.get("layer_norm_eps", 1e-12)),
            float(model_config.layer_norm_epsilon))
-    act = hf_config.get("hidden_act", "gelu")
-    if act not in HIDDEN_ACTS:
-      problems.append(f"{source}: hidden_act {act!r} is not a GELU item_jax has "
-                      f"({sorted(HIDDEN_ACTS)})")
-    else:
-      expect("gelu", HIDDEN_ACTS[act], model_config.gelu)
+    problems += blocks.gelu_problems(hf_config, model_config, source)
   return problems
 
 
