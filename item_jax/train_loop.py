@@ -22,7 +22,7 @@ from absl import logging
 from jax._src import distributed as jax_distributed
 from jax.experimental import multihost_utils
 
-from item_jax import checkpoint, config_check, profiling, sharding, train_step
+from item_jax import allocator, checkpoint, config_check, profiling, sharding, train_step
 from item_jax.data import dataset_info, input_pipeline, shard_integrity
 from item_jax.interop import pretrained_init
 from item_jax.metrics_logger import MetricsLogger
@@ -169,6 +169,13 @@ def _train(config, workdir: str, evaluate_fn: Callable | None, stop_at_step: int
   logging.info("Mesh %s over %d devices (%d processes); data %s: %s train examples",
                dict(mesh.shape), jax.device_count(), jax.process_count(), config.data.dir,
                info["splits"]["train"]["num_examples"])
+  memory_allocator = allocator.loaded_allocator()
+  if jax.default_backend() == "cpu" and memory_allocator == "glibc":
+    logging.warning("Memory allocator: glibc malloc; the CPU step runs about 15%% slower than "
+                    "on tcmalloc (install Debian's libtcmalloc-minimal4; "
+                    "item_jax/allocator.py)")
+  else:
+    logging.info("Memory allocator: %s", memory_allocator)
   unigram = info["tokenizer"].get("train_piece_unigram_entropy_nats")
   if unigram is not None:
     logging.info("MLM/GMLM input-independent level (unigram entropy of the train pieces): "

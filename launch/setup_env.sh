@@ -90,7 +90,8 @@ is_debian_package_installed() {
 
 # Lists the Debian packages this machine still needs, one a line.
 missing_debian_packages() {
-  local python="$1" wanted=(ca-certificates) package
+  # libtcmalloc-minimal4: the allocator item_jax's commands start on (item_jax/allocator.py).
+  local python="$1" wanted=(ca-certificates libtcmalloc-minimal4) package
   if [[ -z "${python}" ]]; then
     wanted+=("python3.${MIN_PYTHON_MINOR}" "python3.${MIN_PYTHON_MINOR}-venv")
   elif ! "${python}" -c "import ensurepip, venv" >/dev/null 2>&1; then

@@ -37,3 +37,26 @@ def test_foreign_cpu_is_what_other_processes_used(monkeypatch):
   monkeypatch.setattr(vs_peer, "_children_seconds", lambda: next(children))
   line, foreign = vs_peer._timed_run(["python3", "-c", "print('{\"examples_per_s\": 5}')"], {})
   assert line == {"examples_per_s": 5} and foreign == pytest.approx(10.0)
+
+
+def test_both_sides_run_on_the_named_allocator(tmp_path, monkeypatch):
+  peer_python, peer_script = tmp_path / "python", tmp_path / "peer.py"
+  peer_python.write_text("")
+  peer_script.write_text("")
+  seen = []
+  def fake_run(command, env):
+    seen.append(env.get("LD_PRELOAD", ""))
+    return {"examples_per_s": 10.0, "allocator": "glibc"}, 0.0
+  monkeypatch.setattr(vs_peer, "_timed_run", fake_run)
+  monkeypatch.setattr(vs_peer.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+  monkeypatch.setenv("LD_PRELOAD", "/usr/lib/x/libtcmalloc_minimal.so.4")
+  result = vs_peer.benchmark_vs_peer("tiny.py", small_config(), rounds=1,
+                                     peer_python=str(peer_python),
+                                     peer_script=str(peer_script), allocator="glibc")
+  assert result["allocator"] == "glibc" and result["quotable"] is True
+  assert seen == ["", ""]  # item_jax and the peer, neither with tcmalloc preloaded.
+  monkeypatch.setattr(vs_peer, "_timed_run",
+                      lambda command, env: ({"examples_per_s": 1.0, "allocator": "tcmalloc"}, 0.0))
+  with pytest.raises(RuntimeError, match="ran on tcmalloc, not glibc"):
+    vs_peer.benchmark_vs_peer("tiny.py", small_config(), rounds=1, peer_python=str(peer_python),
+                              peer_script=str(peer_script), allocator="glibc")

@@ -11,7 +11,7 @@ import jax
 import numpy as np
 
 from item_jax import batch as batch_lib
-from item_jax import config_check, profiling, sharding, train_step
+from item_jax import allocator, config_check, profiling, sharding, train_step
 from item_jax.model import model_from_config
 
 
@@ -63,4 +63,5 @@ def benchmark_train(config, *, steps: int = 20, warmup_steps: int = 2) -> dict:
                 num_heads=m.num_heads, mlp_dim=m.mlp_dim,
                 seq_len=m.max_text_len + (m.image_size // m.patch_size) ** 2),
       memory_per_device=profiling.memory_summary(step_fn.memory_analysis()),
-      final_loss=float(metrics["loss"]), jax_version=jax.__version__)
+      final_loss=float(metrics["loss"]), jax_version=jax.__version__,
+      allocator=allocator.loaded_allocator())

@@ -2,7 +2,7 @@
 
   python -m item_jax.cli.bench vs-peer --config tiny.py [--rounds 3] [--steps 20] \
       [--peer_steps 10] [--peer_python /tmp/peer/bin/python] \
-      [--peer_script ../shared/bench/peer_vilt.py]
+      [--peer_script ../shared/bench/peer_vilt.py] [--allocator tcmalloc|glibc]
 
 The peer is Hugging Face ViLT in PyTorch with ITEm-like heads (MLM, MIM, ITM;
 `shared/bench/peer_vilt.py`, in a virtual environment of its own). Each round runs the
@@ -17,6 +17,11 @@ average must be under `max_load` at the start, and during every run the CPU time
 other processes took (the machine's busy time from /proc/stat less this benchmark's own
 children) must stay under `max_foreign_cpu` of one core. Otherwise `quotable` is false, the
 medians are left out, and `refused` says why.
+
+Both sides run on the same memory allocator (`--allocator`; default tcmalloc when it is
+installed, as the launch scripts run item_jax, else glibc's malloc; `item_jax/allocator.py`).
+PyTorch gains from tcmalloc too, so comparing item_jax on tcmalloc with the peer on glibc
+would flatter item_jax. Each side's own report of the allocator it ran on is checked.
 """
 
 import json
@@ -27,6 +32,7 @@ import subprocess
 import sys
 import time
 
+from item_jax import allocator as allocator_lib
 from item_jax import objectives
 
 DEFAULT_PEER_PYTHON = "/tmp/peer/bin/python"
@@ -70,7 +76,7 @@ def peer_arguments(config) -> list[str]:
 def benchmark_vs_peer(config_spec: str, config, *, rounds: int = 3, steps: int = 20,
                       peer_steps: int = 10, peer_python: str = DEFAULT_PEER_PYTHON,
                       peer_script: str = DEFAULT_PEER_SCRIPT, max_load: float = 1.0,
-                      max_foreign_cpu: float = 0.15) -> dict:
+                      max_foreign_cpu: float = 0.15, allocator: str | None = None) -> dict:
   """Alternates `rounds` item_jax and peer runs; see the module docstring."""
   for path, what in ((peer_python, "peer Python (torch, transformers)"),
                      (peer_script, "peer script")):
@@ -79,8 +85,12 @@ def benchmark_vs_peer(config_spec: str, config, *, rounds: int = 3, steps: int =
                               "shared/bench/README.md says")
   if rounds < 1:
     raise ValueError(f"rounds must be >= 1, got {rounds}")
+  if allocator is None:
+    allocator = "tcmalloc" if allocator_lib.find_tcmalloc() else "glibc"
+  env = allocator_lib.environment_with(allocator, dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
   load_before = os.getloadavg()[0]
-  result = dict(benchmark="vs_peer", config=config_spec, rounds=rounds, steps=steps,
+  result = dict(benchmark="vs_peer", config=config_spec, allocator=allocator,
+                rounds=rounds, steps=steps,
                 peer_steps=peer_steps, cpu_count=os.cpu_count(),
                 load_average_1min_before=round(load_before, 2), max_load=max_load,
                 max_foreign_cpu_cores=max_foreign_cpu)
@@ -88,7 +98,6 @@ def benchmark_vs_peer(config_spec: str, config, *, rounds: int = 3, steps: int =
     return dict(result, quotable=False,
                 refused=f"1-minute load average {load_before:.2f} >= {max_load}: other work "
                         "is running; wait for a quiet machine")
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
   item_jax_command = [sys.executable, "-m", "item_jax.cli.bench", "train", "--config",
                       config_spec, "--steps", str(steps),
                       f"--config.objectives={objectives.ITEM_OBJECTIVES}"]
@@ -101,6 +110,8 @@ def benchmark_vs_peer(config_spec: str, config, *, rounds: int = 3, steps: int =
       line, foreign = _timed_run(command, env)
       wall = time.perf_counter() - start
       rates.append(float(line["examples_per_s"]))
+      if name == "item_jax" and line.get("allocator") not in (allocator, None):
+        raise RuntimeError(f"item_jax ran on {line['allocator']}, not {allocator}")
       if foreign / wall > max_foreign_cpu:
         disturbed.append(f"round {round_index + 1} {name}: other processes used "
                          f"{foreign / wall:.2f} cores")

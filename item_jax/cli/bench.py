@@ -6,7 +6,8 @@
   python -m item_jax.cli.bench memorise --config demo.py --data_dir runs/demo/shards \
       [--examples 16] [--steps 300]
   python -m item_jax.cli.bench vs-peer --config tiny.py [--rounds 3] [--steps 20] \
-      [--peer_steps 10] [--peer_python /tmp/peer/bin/python] [--max_load 1.0]
+      [--peer_steps 10] [--peer_python /tmp/peer/bin/python] [--max_load 1.0] \
+      [--allocator tcmalloc|glibc]
   python -m item_jax.cli.bench search [--gallery_rows 1000000 --width 256 --queries 2048 --k 10]
   python -m item_jax.cli.bench convert --manifest M.jsonl [--image_size 64 --worker_counts 1,2]
 
@@ -49,6 +50,8 @@ def define_flags():
   flags.DEFINE_string("peer_python", vs_peer.DEFAULT_PEER_PYTHON, "vs-peer: Python with torch.")
   flags.DEFINE_string("peer_script", vs_peer.DEFAULT_PEER_SCRIPT, "vs-peer: the peer.")
   flags.DEFINE_float("max_load", 1.0, "vs-peer: refuse above this 1-minute load average.")
+  flags.DEFINE_enum("allocator", None, ["tcmalloc", "glibc"],
+                    "vs-peer: the malloc both sides run on (default: tcmalloc if installed).")
   flags.DEFINE_integer("gallery_rows", 1_000_000, "search: synthetic gallery rows.")
   flags.DEFINE_integer("width", 256, "search: embedding width.")
   flags.DEFINE_integer("queries", 2048, "search: timed queries.")
@@ -95,7 +98,7 @@ def main(argv):
     result = vs_peer.benchmark_vs_peer(
         spec, config, rounds=values.rounds, steps=values.steps, peer_steps=values.peer_steps,
         peer_python=values.peer_python, peer_script=values.peer_script,
-        max_load=values.max_load)
+        max_load=values.max_load, allocator=values.allocator)
   else:
     from item_jax.benchmarks import input_throughput  # pylint: disable=g-import-not-at-top
     result = input_throughput.benchmark_input(config, data_dir=values.data_dir,

@@ -4,7 +4,7 @@ from typing import Callable
 
 from absl import app, flags
 
-from item_jax import logging_setup
+from item_jax import allocator, logging_setup
 
 
 def start(argv: list[str], *required: str) -> flags.FlagValues:
@@ -20,6 +20,10 @@ def start(argv: list[str], *required: str) -> flags.FlagValues:
 
 
 def run(define_flags: Callable[[], None], main: Callable) -> None:
-  """Defines the command's flags and runs it (the console-script entry points call this)."""
+  """Defines the command's flags and runs it (the console-script entry points call this).
+
+  First the process starts itself again on tcmalloc where it can (`item_jax/allocator.py`).
+  """
+  allocator.ensure_tcmalloc()
   define_flags()
   app.run(main)
