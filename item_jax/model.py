@@ -28,6 +28,8 @@ Parameters and activations carry logical axis names (see `item_jax/sharding.py`)
 
 from typing import Any
 
+import functools
+
 import einops
 import flax.linen as nn
 import jax
@@ -53,12 +55,11 @@ def _param(init, *axes):
 
 
 # The output features of a dense layer are split into this many column groups for the
-# matmul. The product is the same; only how XLA lowers its gradient changes: with a
-# rank-3 kernel the weight gradient of a [batch, length, features] input stays on the CPU
-# backend's fast matmul path, where the plain [in, out] kernel's weight gradient needs a
-# transposed copy and runs on a slower one. The encoder's train step is about 15% faster
-# on CPU (docs/performance.md). Only on the CPU backend: on accelerators the plain matmul
-# is kept, so that a tensor-sharded feature axis is never reshaped.
+# matmul. The product is the same; only how XLA lowers it changes: with a rank-3 kernel
+# the products of a [batch, length, features] input stay on the CPU backend's fast matmul
+# path, where the plain [in, out] kernel's gradient needs a transposed copy and runs on a
+# slower one. Only on the CPU backend: on accelerators the plain matmul is kept, so that a
+# tensor-sharded feature axis is never reshaped (docs/performance.md).
 DENSE_COLUMN_GROUPS = 4
 
 
@@ -66,16 +67,52 @@ def _dense_matmul(inputs, kernel, dimension_numbers, precision=None,
                   preferred_element_type=None):
   """nn.Dense's contraction (last input axis with the kernel's first), as grouped columns."""
   (lhs_contracting, rhs_contracting), batch = dimension_numbers
-  in_features, out_features = kernel.shape
+  out_features = kernel.shape[1]
   groups = DENSE_COLUMN_GROUPS if out_features % DENSE_COLUMN_GROUPS == 0 else 1
-  if (jax.default_backend() != "cpu" or inputs.ndim < 3 or lhs_contracting != (inputs.ndim - 1,) or rhs_contracting != (0,)
-      or batch != ((), ())):
+  if (jax.default_backend() != "cpu" or inputs.ndim < 3 or lhs_contracting != (inputs.ndim - 1,)
+      or rhs_contracting != (0,) or batch != ((), ()) or precision is not None
+      or preferred_element_type is not None):
     return jax.lax.dot_general(inputs, kernel, dimension_numbers, precision=precision,
                                preferred_element_type=preferred_element_type)
+  return _grouped_matmul(groups, inputs, kernel)
+
+
+def _grouped_product(groups, inputs, kernel):
+  in_features, out_features = kernel.shape
   grouped = jnp.einsum("...d,dgk->...gk", inputs,
-                       kernel.reshape(in_features, groups, out_features // groups),
-                       precision=precision, preferred_element_type=preferred_element_type)
+                       kernel.reshape(in_features, groups, out_features // groups))
   return grouped.reshape(inputs.shape[:-1] + (out_features,))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _grouped_matmul(groups, inputs, kernel):
+  """inputs [..., in] @ kernel [in, out], with a weight gradient of XLA CPU's best shape.
+
+  The gradient is the plain matmul's; what the custom rule fixes is the order of the
+  weight gradient's operands: written as inputs^T @ output_gradient, XLA transposes the
+  narrow inputs (rows x in) rather than the wide output gradient (rows x out, 4x larger
+  for the MLP's first layer), which autodiff's own ordering made it copy.
+  """
+  return _grouped_product(groups, inputs, kernel)
+
+
+def _grouped_matmul_forward(groups, inputs, kernel):
+  return _grouped_product(groups, inputs, kernel), (inputs, kernel)
+
+
+def _grouped_matmul_backward(groups, residuals, output_gradient):
+  inputs, kernel = residuals
+  in_features, out_features = kernel.shape
+  inputs_gradient = jnp.einsum(
+      "...gk,dgk->...d", output_gradient.reshape(output_gradient.shape[:-1] + (groups, -1)),
+      kernel.reshape(in_features, groups, out_features // groups))
+  kernel_gradient = jax.lax.dot_general(
+      inputs.reshape(-1, in_features), output_gradient.reshape(-1, out_features),
+      (((0,), (0,)), ((), ())))
+  return inputs_gradient.astype(inputs.dtype), kernel_gradient.astype(kernel.dtype)
+
+
+_grouped_matmul.defvjp(_grouped_matmul_forward, _grouped_matmul_backward)
 
 
 def _dense(features, axes, dtype, name, use_bias=True, zero_init=False):
