@@ -77,11 +77,15 @@ def _dense_matmul(inputs, kernel, dimension_numbers, precision=None,
   return _grouped_matmul(groups, inputs, kernel)
 
 
-def _grouped_product(groups, inputs, kernel):
+def _column_groups(kernel, groups):
+  """The [in, out] kernel viewed as [in, groups, out / groups]."""
   in_features, out_features = kernel.shape
-  grouped = jnp.einsum("...d,dgk->...gk", inputs,
-                       kernel.reshape(in_features, groups, out_features // groups))
-  return grouped.reshape(inputs.shape[:-1] + (out_features,))
+  return kernel.reshape(in_features, groups, out_features // groups)
+
+
+def _grouped_product(groups, inputs, kernel):
+  grouped = jnp.einsum("...d,dgk->...gk", inputs, _column_groups(kernel, groups))
+  return grouped.reshape(inputs.shape[:-1] + (kernel.shape[1],))
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
@@ -89,9 +93,10 @@ def _grouped_matmul(groups, inputs, kernel):
   """inputs [..., in] @ kernel [in, out], with a weight gradient of XLA CPU's best shape.
 
   The gradient is the plain matmul's; what the custom rule fixes is the order of the
-  weight gradient's operands: written as inputs^T @ output_gradient, XLA transposes the
-  narrow inputs (rows x in) rather than the wide output gradient (rows x out, 4x larger
-  for the MLP's first layer), which autodiff's own ordering made it copy.
+  weight gradient's operands: written as inputs^T @ output_gradient (the rows of both
+  contracted), XLA CPU reads both where they lie, where autodiff's own ordering made it
+  copy the wide output gradient (rows x out) into a transposed array and the product back
+  into the kernel's layout.
   """
   return _grouped_product(groups, inputs, kernel)
 
@@ -105,7 +110,7 @@ def _grouped_matmul_backward(groups, residuals, output_gradient):
   in_features, out_features = kernel.shape
   inputs_gradient = jnp.einsum(
       "...gk,dgk->...d", output_gradient.reshape(output_gradient.shape[:-1] + (groups, -1)),
-      kernel.reshape(in_features, groups, out_features // groups))
+      _column_groups(kernel, groups))
   kernel_gradient = jax.lax.dot_general(
       inputs.reshape(-1, in_features), output_gradient.reshape(-1, out_features),
       (((0,), (0,)), ((), ())))
