@@ -26,14 +26,14 @@ position's own output.
 Parameters and activations carry logical axis names (see `item_jax/sharding.py`).
 """
 
-from typing import Any
-
-import functools
+from typing import Any, Callable
 
 import einops
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from item_jax import ops
 
 Array = jax.Array
 
@@ -54,70 +54,23 @@ def _param(init, *axes):
   return nn.with_logical_partitioning(init, axes)
 
 
-# The output features of a dense layer are split into this many column groups for the
-# matmul. The product is the same; only how XLA lowers it changes: with a rank-3 kernel
-# the products of a [batch, length, features] input stay on the CPU backend's fast matmul
-# path, where the plain [in, out] kernel's gradient needs a transposed copy and runs on a
-# slower one. Only on the CPU backend: on accelerators the plain matmul is kept, so that a
-# tensor-sharded feature axis is never reshaped (docs/performance.md).
-DENSE_COLUMN_GROUPS = 4
+class Dense(nn.Module):
+  """`nn.Dense`'s parameters and result; the product and the bias add are `item_jax/ops.py`'s."""
+  features: int
+  dtype: Any
+  kernel_init: Callable
+  bias_init: Callable
+  use_bias: bool = True
 
-
-def _dense_matmul(inputs, kernel, dimension_numbers, precision=None,
-                  preferred_element_type=None):
-  """nn.Dense's contraction (last input axis with the kernel's first), as grouped columns."""
-  (lhs_contracting, rhs_contracting), batch = dimension_numbers
-  out_features = kernel.shape[1]
-  groups = DENSE_COLUMN_GROUPS if out_features % DENSE_COLUMN_GROUPS == 0 else 1
-  if (jax.default_backend() != "cpu" or inputs.ndim < 3 or lhs_contracting != (inputs.ndim - 1,)
-      or rhs_contracting != (0,) or batch != ((), ()) or precision is not None
-      or preferred_element_type is not None):
-    return jax.lax.dot_general(inputs, kernel, dimension_numbers, precision=precision,
-                               preferred_element_type=preferred_element_type)
-  return _grouped_matmul(groups, inputs, kernel)
-
-
-def _column_groups(kernel, groups):
-  """The [in, out] kernel viewed as [in, groups, out / groups]."""
-  in_features, out_features = kernel.shape
-  return kernel.reshape(in_features, groups, out_features // groups)
-
-
-def _grouped_product(groups, inputs, kernel):
-  grouped = jnp.einsum("...d,dgk->...gk", inputs, _column_groups(kernel, groups))
-  return grouped.reshape(inputs.shape[:-1] + (kernel.shape[1],))
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _grouped_matmul(groups, inputs, kernel):
-  """inputs [..., in] @ kernel [in, out], with a weight gradient of XLA CPU's best shape.
-
-  The gradient is the plain matmul's; what the custom rule fixes is the order of the
-  weight gradient's operands: written as inputs^T @ output_gradient (the rows of both
-  contracted), XLA CPU reads both where they lie, where autodiff's own ordering made it
-  copy the wide output gradient (rows x out) into a transposed array and the product back
-  into the kernel's layout.
-  """
-  return _grouped_product(groups, inputs, kernel)
-
-
-def _grouped_matmul_forward(groups, inputs, kernel):
-  return _grouped_product(groups, inputs, kernel), (inputs, kernel)
-
-
-def _grouped_matmul_backward(groups, residuals, output_gradient):
-  inputs, kernel = residuals
-  in_features, out_features = kernel.shape
-  inputs_gradient = jnp.einsum(
-      "...gk,dgk->...d", output_gradient.reshape(output_gradient.shape[:-1] + (groups, -1)),
-      _column_groups(kernel, groups))
-  kernel_gradient = jax.lax.dot_general(
-      inputs.reshape(-1, in_features), output_gradient.reshape(-1, out_features),
-      (((0,), (0,)), ((), ())))
-  return inputs_gradient.astype(inputs.dtype), kernel_gradient.astype(kernel.dtype)
-
-
-_grouped_matmul.defvjp(_grouped_matmul_forward, _grouped_matmul_backward)
+  @nn.compact
+  def __call__(self, inputs: Array) -> Array:
+    kernel = self.param("kernel", self.kernel_init, (inputs.shape[-1], self.features),
+                        jnp.float32)
+    outputs = ops.dense(inputs.astype(self.dtype), kernel.astype(self.dtype))
+    if self.use_bias:
+      outputs = ops.add_broadcast(
+          outputs, self.param("bias", self.bias_init, (self.features,), jnp.float32))
+    return outputs
 
 
 def _dense(features, axes, dtype, name, use_bias=True, zero_init=False):
@@ -125,10 +78,9 @@ def _dense(features, axes, dtype, name, use_bias=True, zero_init=False):
   # input-independent loss (ln 2 for ITM, the target mean for pixels) instead of with
   # large random logits whose gradients swamp the others under global-norm clipping.
   kernel_init = nn.initializers.zeros if zero_init else nn.initializers.xavier_uniform()
-  return nn.Dense(features, dtype=dtype, name=name, use_bias=use_bias,
-                  dot_general=_dense_matmul,
-                  kernel_init=_param(kernel_init, *axes),
-                  bias_init=_param(nn.initializers.zeros, axes[-1]))
+  return Dense(features, dtype=dtype, name=name, use_bias=use_bias,
+               kernel_init=_param(kernel_init, *axes),
+               bias_init=_param(nn.initializers.zeros, axes[-1]))
 
 
 BLOCK_NORMS = ("pre", "post")
@@ -144,10 +96,10 @@ def _layer_norm(name, epsilon=DEFAULT_LAYER_NORM_EPSILON):
 
 
 class SelfAttention(nn.Module):
-  """Multi-head self-attention via `jax.nn.dot_product_attention`.
+  """Multi-head self-attention; the products are `item_jax/ops.py`'s.
 
   `implementation`: None lets JAX choose, "xla" forces the XLA kernel, "cudnn" the cuDNN
-  fused kernel (NVIDIA GPUs, bfloat16/float16 compute).
+  fused kernel (NVIDIA GPUs, bfloat16/float16 compute); see `ops.attention`.
   """
   num_heads: int
   dtype: Any
@@ -161,18 +113,16 @@ class SelfAttention(nn.Module):
     def project(name, use_bias=True):
       kernel = self.param(f"{name}_kernel", _param(init, "embed", "heads", "kv"),
                           (width, self.num_heads, head_dim))
-      projected = jnp.einsum("btd,dhk->bthk", x, kernel.astype(self.dtype))
+      projected = ops.einsum("btd,dhk->bthk", x, kernel.astype(self.dtype))
       if not use_bias:
         return projected
       bias = self.param(f"{name}_bias", _param(nn.initializers.zeros, "heads", "kv"),
                         (self.num_heads, head_dim))
-      return projected + bias.astype(self.dtype)
+      return ops.add_broadcast(projected, bias)
     # No key bias: it adds the same logit to every key of a query, which softmax ignores.
     query, key, value = project("query"), project("key", use_bias=False), project("value")
     query = nn.with_logical_constraint(query, (ACT_BATCH, ACT_LENGTH, ACT_HEADS, None))
-    mask = key_mask[:, None, None, :].astype(bool)  # [B, 1, 1, T]: every query, valid keys.
-    attended = jax.nn.dot_product_attention(query, key, value, mask=mask,
-                                            implementation=self.implementation)
+    attended = ops.attention(query, key, value, key_mask, self.implementation)
     attended = nn.with_logical_constraint(attended, (ACT_BATCH, ACT_LENGTH, ACT_HEADS, None))
     out_kernel = self.param(
         "out_kernel",
@@ -180,8 +130,8 @@ class SelfAttention(nn.Module):
                "embed"),
         (self.num_heads, head_dim, width))
     out_bias = self.param("out_bias", _param(nn.initializers.zeros, "embed"), (width,))
-    return (jnp.einsum("bthk,hkd->btd", attended, out_kernel.astype(self.dtype))
-            + out_bias.astype(self.dtype))
+    return ops.add_broadcast(
+        ops.einsum("bthk,hkd->btd", attended, out_kernel.astype(self.dtype)), out_bias)
 
 
 class EncoderBlock(nn.Module):
@@ -209,7 +159,7 @@ class EncoderBlock(nn.Module):
       x = attention_norm(x)
     h = (x if post else mlp_norm(x)).astype(self.dtype)
     h = _dense(self.mlp_dim, ("embed", "mlp"), self.dtype, "mlp_in")(h)
-    h = nn.with_logical_constraint(nn.gelu(h, approximate=self.approximate_gelu),
+    h = nn.with_logical_constraint(ops.gelu(h, self.approximate_gelu),
                                    (ACT_BATCH, ACT_LENGTH, ACT_MLP))
     h = _dense(x.shape[-1], ("mlp", "embed"), self.dtype, "mlp_out")(h)
     x = x + dropout(h)
@@ -240,7 +190,7 @@ class GlobalSlotReader(nn.Module):
          positions], axis=-1)
     h = _dense(self.mlp_dim, (None, "mlp"), self.dtype, "mlp_in")(combined.astype(self.dtype))
     h = _dense(width, ("mlp", "embed"), self.dtype, "mlp_out")(
-        nn.gelu(h, approximate=self.approximate_gelu))
+        ops.gelu(h, self.approximate_gelu))
     return _layer_norm("output_norm")(h)
 
 
@@ -340,8 +290,8 @@ class ItemModel(nn.Module):
     """
     batch_size, text_len = text_tokens.shape
     tokens = self.token_embedding(text_tokens)
-    tokens = (tokens + self.text_position[:text_len].astype(self.dtype)
-              + self.modality_type[0].astype(self.dtype))
+    tokens = ops.add_broadcast(ops.add_broadcast(tokens, self.text_position[:text_len]),
+                               self.modality_type[0])
     if self.text_embedding_norm:
       tokens = self.text_embedding_norm_layer(tokens).astype(self.dtype)
     parts, key_masks = [tokens], [text_mask]
@@ -351,8 +301,8 @@ class ItemModel(nn.Module):
         selected = masked_patches[..., None].astype(self.dtype)
         patches = (patches * (1 - selected)
                    + self.patch_mask_vector.astype(self.dtype) * selected)
-      patches = (patches + self.image_position.astype(self.dtype)
-                 + self.modality_type[1].astype(self.dtype))
+      patches = ops.add_broadcast(ops.add_broadcast(patches, self.image_position),
+                                  self.modality_type[1])
       parts.append(patches)
       key_masks.append(jnp.broadcast_to(has_image[:, None], (batch_size, self.num_patches)))
     x = jnp.concatenate(parts, axis=1)
@@ -378,14 +328,18 @@ class ItemModel(nn.Module):
     return self.itm_head(cls_state.astype(jnp.float32))
 
   def _vocab_logits(self, hidden: Array) -> Array:
-    """Output projection tied to the token embeddings, computed in float32."""
-    table = self.token_embedding.embedding.astype(jnp.float32)
-    return jnp.einsum("...d,vd->...v", hidden.astype(jnp.float32), table) + self.vocab_bias
+    """Output projection tied to the token embeddings: float32 logits [B, K, V].
+
+    The operands are in the compute dtype (bf16 products accumulate in float32).
+    """
+    table = self.token_embedding.embedding.astype(self.dtype)
+    logits = ops.einsum("bkd,vd->bkv", hidden.astype(self.dtype), table, out_dtype=jnp.float32)
+    return logits + self.vocab_bias
 
   def mlm_logits(self, token_states: Array) -> Array:
     """Masked words from their own output states [B, K, D] -> [B, K, V]."""
-    hidden = self.mlm_norm(nn.gelu(self.mlm_transform(token_states.astype(self.dtype)),
-                                   approximate=GELUS[self.gelu]))
+    hidden = self.mlm_norm(ops.gelu(self.mlm_transform(token_states.astype(self.dtype)),
+                                    GELUS[self.gelu]))
     return self._vocab_logits(hidden)
 
   def mim_pixels(self, patch_states: Array) -> Array:
