@@ -60,3 +60,32 @@ def test_both_sides_run_on_the_named_allocator(tmp_path, monkeypatch):
   with pytest.raises(RuntimeError, match="ran on tcmalloc, not glibc"):
     vs_peer.benchmark_vs_peer("tiny.py", small_config(), rounds=1, peer_python=str(peer_python),
                               peer_script=str(peer_script), allocator="glibc")
+
+
+def test_a_bfloat16_pairing_runs_both_sides_in_bf16(tmp_path, monkeypatch):
+  peer_python, peer_script = tmp_path / "python", tmp_path / "peer.py"
+  peer_python.write_text("")
+  peer_script.write_text("")
+  commands = []
+  def fake_run(command, env):
+    commands.append(command)
+    if "item_jax.cli.bench" in command:
+      return {"examples_per_s": 10.0, "compute_dtype": "bfloat16"}, 0.0
+    return {"examples_per_s": 5.0, "autocast": "bfloat16"}, 0.0
+  monkeypatch.setattr(vs_peer, "_timed_run", fake_run)
+  monkeypatch.setattr(vs_peer.os, "getloadavg", lambda: (0.0, 0.0, 0.0))
+  result = vs_peer.benchmark_vs_peer("tiny.py", small_config(), rounds=1,
+                                     peer_python=str(peer_python),
+                                     peer_script=str(peer_script), precision="bfloat16")
+  assert result["precision"] == "bfloat16" and result["ratio_median"] == 2.0
+  ours, theirs = commands
+  assert "--config.model.compute_dtype=bfloat16" in ours
+  assert theirs[:3] == [str(peer_python), vs_peer.PEER_AUTOCAST_SCRIPT, str(peer_script)]
+  # A side that did not run in the asked precision is an error, not a figure.
+  monkeypatch.setattr(vs_peer, "_timed_run",
+                      lambda command, env: ({"examples_per_s": 1.0}, 0.0))
+  with pytest.raises(RuntimeError, match="peer ran in float32, not bfloat16"):
+    vs_peer.benchmark_vs_peer("tiny.py", small_config(), rounds=1, peer_python=str(peer_python),
+                              peer_script=str(peer_script), precision="bfloat16")
+  with pytest.raises(ValueError, match="precision"):
+    vs_peer.benchmark_vs_peer("tiny.py", small_config(), precision="float16")

@@ -2,7 +2,8 @@
 
   python -m item_jax.cli.bench vs-peer --config tiny.py [--rounds 3] [--steps 20] \
       [--peer_steps 10] [--peer_python /tmp/peer/bin/python] \
-      [--peer_script ../shared/bench/peer_vilt.py] [--allocator tcmalloc|glibc]
+      [--peer_script ../shared/bench/peer_vilt.py] [--allocator tcmalloc|glibc] \
+      [--precision float32|bfloat16]
 
 The peer is Hugging Face ViLT in PyTorch with ITEm-like heads (MLM, MIM, ITM;
 `shared/bench/peer_vilt.py`, in a virtual environment of its own). Each round runs the
@@ -10,6 +11,11 @@ item_jax train-step benchmark and then the peer, as separate processes at the co
 (width, layers, heads, MLP, image, patch, text slots, vocabulary, global batch); item_jax
 trains ITEm's five objectives (the peer has no contrastive views). The result is one JSON
 line: both sides' examples/s per round and their medians, the ratio's median and range.
+
+Both sides compute in one precision (`--precision`): float32, or bfloat16 mixed precision,
+where item_jax runs with `model.compute_dtype=bfloat16` and the peer under PyTorch's CPU
+bf16 autocast (`benchmarks/peer_autocast.py`); both keep float32 parameters and optimizer
+state. A bf16 item_jax against a float32 peer is not a pairing this benchmark makes.
 
 Figures taken beside other work are wrong in a way that favours whichever side's thread
 pool copes better, so nothing is quoted unless the machine is quiet: the 1-minute load
@@ -37,6 +43,9 @@ from item_jax import objectives
 
 DEFAULT_PEER_PYTHON = "/tmp/peer/bin/python"
 DEFAULT_PEER_SCRIPT = os.path.join("..", "shared", "bench", "peer_vilt.py")
+PRECISIONS = ("float32", "bfloat16")
+PEER_AUTOCAST_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                    "peer_autocast.py")
 
 
 def _busy_seconds() -> float:
@@ -76,8 +85,11 @@ def peer_arguments(config) -> list[str]:
 def benchmark_vs_peer(config_spec: str, config, *, rounds: int = 3, steps: int = 20,
                       peer_steps: int = 10, peer_python: str = DEFAULT_PEER_PYTHON,
                       peer_script: str = DEFAULT_PEER_SCRIPT, max_load: float = 1.0,
-                      max_foreign_cpu: float = 0.15, allocator: str | None = None) -> dict:
+                      max_foreign_cpu: float = 0.15, allocator: str | None = None,
+                      precision: str = "float32") -> dict:
   """Alternates `rounds` item_jax and peer runs; see the module docstring."""
+  if precision not in PRECISIONS:
+    raise ValueError(f"precision {precision!r} is not one of {PRECISIONS}")
   for path, what in ((peer_python, "peer Python (torch, transformers)"),
                      (peer_script, "peer script")):
     if not os.path.exists(path):
@@ -90,6 +102,7 @@ def benchmark_vs_peer(config_spec: str, config, *, rounds: int = 3, steps: int =
   env = allocator_lib.environment_with(allocator, dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
   load_before = os.getloadavg()[0]
   result = dict(benchmark="vs_peer", config=config_spec, allocator=allocator,
+                precision=precision,
                 rounds=rounds, steps=steps,
                 peer_steps=peer_steps, cpu_count=os.cpu_count(),
                 load_average_1min_before=round(load_before, 2), max_load=max_load,
@@ -100,8 +113,11 @@ def benchmark_vs_peer(config_spec: str, config, *, rounds: int = 3, steps: int =
                         "is running; wait for a quiet machine")
   item_jax_command = [sys.executable, "-m", "item_jax.cli.bench", "train", "--config",
                       config_spec, "--steps", str(steps),
-                      f"--config.objectives={objectives.ITEM_OBJECTIVES}"]
+                      f"--config.objectives={objectives.ITEM_OBJECTIVES}",
+                      f"--config.model.compute_dtype={precision}"]
   peer_command = [peer_python, peer_script, *peer_arguments(config), "--steps", str(peer_steps)]
+  if precision == "bfloat16":
+    peer_command[1:1] = [PEER_AUTOCAST_SCRIPT]
   ours, theirs, disturbed = [], [], []
   for round_index in range(rounds):
     for name, command, rates in (("item_jax", item_jax_command, ours),
@@ -112,6 +128,10 @@ def benchmark_vs_peer(config_spec: str, config, *, rounds: int = 3, steps: int =
       rates.append(float(line["examples_per_s"]))
       if name == "item_jax" and line.get("allocator") not in (allocator, None):
         raise RuntimeError(f"item_jax ran on {line['allocator']}, not {allocator}")
+      ran_in = (line.get("compute_dtype", precision) if name == "item_jax"
+                else line.get("autocast", "float32"))
+      if ran_in != precision:
+        raise RuntimeError(f"{name} ran in {ran_in}, not {precision}")
       if foreign / wall > max_foreign_cpu:
         disturbed.append(f"round {round_index + 1} {name}: other processes used "
                          f"{foreign / wall:.2f} cores")

@@ -52,6 +52,9 @@ def define_flags():
   flags.DEFINE_float("max_load", 1.0, "vs-peer: refuse above this 1-minute load average.")
   flags.DEFINE_enum("allocator", None, ["tcmalloc", "glibc"],
                     "vs-peer: the malloc both sides run on (default: tcmalloc if installed).")
+  flags.DEFINE_enum("precision", "float32", list(vs_peer.PRECISIONS),
+                    "vs-peer: both sides' compute precision (bfloat16: item_jax's "
+                    "model.compute_dtype, the peer under torch's CPU autocast).")
   flags.DEFINE_integer("gallery_rows", 1_000_000, "search: synthetic gallery rows.")
   flags.DEFINE_integer("width", 256, "search: embedding width.")
   flags.DEFINE_integer("queries", 2048, "search: timed queries.")
@@ -98,7 +101,7 @@ def main(argv):
     result = vs_peer.benchmark_vs_peer(
         spec, config, rounds=values.rounds, steps=values.steps, peer_steps=values.peer_steps,
         peer_python=values.peer_python, peer_script=values.peer_script,
-        max_load=values.max_load, allocator=values.allocator)
+        max_load=values.max_load, allocator=values.allocator, precision=values.precision)
   else:
     from item_jax.benchmarks import input_throughput  # pylint: disable=g-import-not-at-top
     result = input_throughput.benchmark_input(config, data_dir=values.data_dir,
