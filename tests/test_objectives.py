@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from conftest import small_config
@@ -268,3 +269,20 @@ def test_random_resized_crops_keep_shape_and_zoom_in():
                np.abs(np.asarray(same[row]) - flipped[row]).max()) < 1e-3
   cropped = augment.random_resized_crops(jax.random.key(1), images, 0.5)
   assert np.abs(np.asarray(cropped) - np.asarray(images)).max() > 0.1
+
+
+def test_token_prediction_is_optax_cross_entropy_and_the_argmax_accuracy():
+  logits = jax.random.normal(jax.random.key(0), (3, 5, 50)) * 4
+  targets = jax.random.randint(jax.random.key(1), (3, 5), 0, 50)
+  targets = targets.at[0, :2].set(logits[0, :2].argmax(-1))  # Some predictions right.
+  weights = jnp.ones((3, 5)).at[2].set(0.0)
+  loss, accuracy = objectives._token_prediction(logits, targets, weights)
+  reference = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
+  np.testing.assert_allclose(loss, (reference * weights).sum() / weights.sum(), rtol=1e-6)
+  right = (logits.argmax(-1) == targets).astype(jnp.float32)
+  np.testing.assert_allclose(accuracy, (right * weights).sum() / weights.sum(), rtol=1e-6)
+  assert float(accuracy) > 0
+  ours = jax.grad(lambda x: objectives._token_prediction(x, targets, weights)[0])(logits)
+  theirs = jax.grad(lambda x: (optax.softmax_cross_entropy_with_integer_labels(x, targets)
+                               * weights).sum() / weights.sum())(logits)
+  np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-7)
