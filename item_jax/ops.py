@@ -130,8 +130,16 @@ def _bfloat16_dense_backward(residuals, output_gradient):
   # [3072, 1024] array ran 20x slower than over [32, 96, 1024] (a power-of-two stride).
   def row_blocks(array):
     return array[None] if array.ndim == 2 else array.reshape((-1,) + array.shape[-2:])
-  kernel_gradient = _f32_einsum("crd,crk->dk", row_blocks(inputs),
-                                row_blocks(output_gradient))
+  # XLA transposes the operand whose axis leads the result. For a layer that narrows
+  # (in > out) the output gradient is the smaller one: the product is taken as
+  # gradient^T @ inputs and transposed after (the barrier keeps XLA from folding the
+  # transpose back into the product), ~25% faster for the MLP's [1024 -> 256] layer.
+  if kernel.shape[0] > kernel.shape[1]:
+    kernel_gradient = jax.lax.optimization_barrier(_f32_einsum(
+        "crk,crd->kd", row_blocks(output_gradient), row_blocks(inputs))).T
+  else:
+    kernel_gradient = _f32_einsum("crd,crk->dk", row_blocks(inputs),
+                                  row_blocks(output_gradient))
   return (inputs_gradient.astype(inputs.dtype).reshape(inputs.shape),
           kernel_gradient.astype(kernel.dtype))
 

@@ -75,9 +75,10 @@ def test_the_float32_mlp_weight_gradient_copies_no_transposed_array():
   assert not re.search(r"%[\w.]*(copy|transpose)[\w.]* = ", entry), entry
 
 
-@pytest.mark.parametrize("shape", [(2, 6, 16), (12, 16)])
-def test_bfloat16_dense_matches_float32_and_so_do_its_gradients(shape):
-  inputs, kernel = _normal(0, shape), _normal(1, (16, 24))
+@pytest.mark.parametrize("shape, out_features", [((2, 6, 16), 24), ((12, 16), 24),
+                                                  ((2, 6, 16), 8)])  # Widening, narrowing.
+def test_bfloat16_dense_matches_float32_and_so_do_its_gradients(shape, out_features):
+  inputs, kernel = _normal(0, shape), _normal(1, (16, out_features))
   plain = lambda x, k: jnp.einsum("...d,dk->...k", x, k)
   low = (inputs.astype(BF16), kernel.astype(BF16))
   result = ops.dense(*low)
