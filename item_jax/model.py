@@ -24,6 +24,8 @@ The global heads take no sequence state at all: by construction they cannot read
 position's own output.
 
 Parameters and activations carry logical axis names (see `item_jax/sharding.py`).
+The matrix products, broadcast adds and attention are `item_jax/ops.py`'s: plain JAX ops on
+accelerators, forms XLA CPU runs faster on the CPU backend (bf16 on its matrix units).
 """
 
 from typing import Any, Callable
