@@ -1,11 +1,12 @@
-"""The model's products and broadcast adds, written the way each backend runs them fastest.
+"""The model's products, broadcast adds and GELU, written the way each backend runs best.
 
 Every matrix product in `item_jax/model.py` goes through `dense` (the dense layers),
-`einsum` (two-operand products such as the attention projections) or `attention`, and
-every add of a parameter broadcast over the batch through `add_broadcast`. On
+`einsum` (two-operand products such as the attention projections) or `attention`; biases
+and position/modality embeddings are added through `add_broadcast`, GELU is `gelu`. On
 accelerators they are the plain `jax.lax.dot_general`, `jnp.einsum`,
-`jax.nn.dot_product_attention` and `+`. On the CPU backend (XLA CPU, jax 0.10) they take
-forms XLA runs faster, with the same results (docs/performance.md has the measurements):
+`jax.nn.dot_product_attention`, `+` and `jax.nn.gelu`. On the CPU backend (XLA CPU, jax
+0.10) they take forms XLA runs faster, computing the same thing (bf16 products rounded
+once, at the end; docs/performance.md has the measurements):
 
 * float32 dense layers: the output features are split into column groups (a rank-3 kernel
   view), and the weight gradient is written as inputs^T @ output_gradient. With autodiff's
