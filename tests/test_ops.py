@@ -184,3 +184,19 @@ def test_the_bfloat16_step_runs_every_encoder_product_on_bf16_operands_and_learn
     state, metrics = step_fn(state, batch)
     losses.append(float(metrics["loss"]))
   assert np.all(np.isfinite(losses)) and losses[-1] < losses[0] - 0.5, losses
+
+
+def test_the_residual_stream_stays_float32_under_bfloat16_compute():
+  config = small_config(**{"model.compute_dtype": "bfloat16"})
+  model = model_lib.model_from_config(config.model)
+  batch = batch_lib.random_batch(config.model, 2)
+  inputs = (batch["text_tokens"], batch["text_mask"], batch["image"], batch["has_image"])
+  params = model.init(jax.random.key(0), *inputs)["params"]
+  _, state = model.apply({"params": params}, *inputs, method=model_lib.ItemModel.encode,
+                         capture_intermediates=True, mutable=["intermediates"])
+  intermediates = state["intermediates"]
+  for index in range(config.model.num_layers):
+    block = intermediates[f"block_{index}"]
+    assert block["__call__"][0].dtype == jnp.float32
+    # Inside the block, the products run in the compute dtype.
+    assert block["mlp_in"]["__call__"][0].dtype == BF16
