@@ -105,6 +105,11 @@ def _grouped_dense_backward(groups, residuals, output_gradient):
 _grouped_dense.defvjp(_grouped_dense_forward, _grouped_dense_backward)
 
 
+def _row_blocks(array):
+  """[..., rows, features] as [blocks, rows, features] (a 2-D array: one block)."""
+  return array[None] if array.ndim == 2 else array.reshape((-1,) + array.shape[-2:])
+
+
 @jax.custom_vjp
 def _bfloat16_dense(inputs, kernel):
   """bf16 inputs [..., in] @ kernel [in, out], accumulated in float32, a bf16 result."""
@@ -129,18 +134,16 @@ def _bfloat16_dense_backward(residuals, output_gradient):
   # matrix-unit product. As a plain rows-contracting product it converts both operands to
   # float32 (4x slower); over the rows flattened into one axis its transposed copy of a
   # [3072, 1024] array ran 20x slower than over [32, 96, 1024] (a power-of-two stride).
-  def row_blocks(array):
-    return array[None] if array.ndim == 2 else array.reshape((-1,) + array.shape[-2:])
   # XLA transposes the operand whose axis leads the result. For a layer that narrows
   # (in > out) the output gradient is the smaller one: the product is taken as
   # gradient^T @ inputs and transposed after (the barrier keeps XLA from folding the
   # transpose back into the product), ~25% faster for the MLP's [1024 -> 256] layer.
   if kernel.shape[0] > kernel.shape[1]:
     kernel_gradient = jax.lax.optimization_barrier(_f32_einsum(
-        "crk,crd->kd", row_blocks(output_gradient), row_blocks(inputs))).T
+        "crk,crd->kd", _row_blocks(output_gradient), _row_blocks(inputs))).T
   else:
-    kernel_gradient = _f32_einsum("crd,crk->dk", row_blocks(inputs),
-                                  row_blocks(output_gradient))
+    kernel_gradient = _f32_einsum("crd,crk->dk", _row_blocks(inputs),
+                                  _row_blocks(output_gradient))
   return (inputs_gradient.astype(inputs.dtype).reshape(inputs.shape),
           kernel_gradient.astype(kernel.dtype))
 
@@ -164,11 +167,17 @@ def einsum(equation: str, a, b, out_dtype=None):
   return jnp.einsum(equation, a, b, preferred_element_type=out_dtype)
 
 
-def _check_equation(equation):
-  inputs, _, out = equation.partition("->")
+def _einsum_axes(equation) -> tuple[str, str, str]:
+  """"ab,bc->ac" -> ("ab", "bc", "ac")."""
+  inputs, _, out_axes = equation.partition("->")
   a_axes, _, b_axes = inputs.partition(",")
-  if "." in equation or not out or not b_axes or any(
-      axis not in out + other for axes, other in ((a_axes, b_axes), (b_axes, a_axes))
+  return a_axes, b_axes, out_axes
+
+
+def _check_equation(equation):
+  a_axes, b_axes, out_axes = _einsum_axes(equation)
+  if "." in equation or not out_axes or not b_axes or any(
+      axis not in out_axes + other for axes, other in ((a_axes, b_axes), (b_axes, a_axes))
       for axis in axes):
     raise ValueError(f"einsum {equation!r}: two operands with named axes, each axis in the "
                      "result or in the other operand")
@@ -185,8 +194,7 @@ def _bfloat16_einsum_forward(equation, out_dtype, a, b):
 
 def _bfloat16_einsum_backward(equation, out_dtype, residuals, output_gradient):
   a, b = residuals
-  inputs, out_axes = equation.split("->")
-  a_axes, b_axes = inputs.split(",")
+  a_axes, b_axes, out_axes = _einsum_axes(equation)
   gradient = output_gradient.astype(a.dtype)
   a_gradient = _ordered_f32_einsum(a_axes, (gradient, out_axes), (b, b_axes))
   b_gradient = _ordered_f32_einsum(b_axes, (a, a_axes), (gradient, out_axes))

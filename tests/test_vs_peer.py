@@ -6,10 +6,16 @@ from conftest import small_config
 from item_jax.benchmarks import vs_peer
 
 
-def test_a_loaded_machine_gets_no_figures(tmp_path):
+def _peer_files(tmp_path):
+  """Stand-ins for the peer's Python and script: they exist, and nothing runs them."""
   peer_python, peer_script = tmp_path / "python", tmp_path / "peer.py"
   peer_python.write_text("")
   peer_script.write_text("")
+  return peer_python, peer_script
+
+
+def test_a_loaded_machine_gets_no_figures(tmp_path):
+  peer_python, peer_script = _peer_files(tmp_path)
   result = vs_peer.benchmark_vs_peer("tiny.py", small_config(), peer_python=str(peer_python),
                                      peer_script=str(peer_script), max_load=0.0)
   assert result["quotable"] is False and "load average" in result["refused"]
@@ -40,9 +46,7 @@ def test_foreign_cpu_is_what_other_processes_used(monkeypatch):
 
 
 def test_both_sides_run_on_the_named_allocator(tmp_path, monkeypatch):
-  peer_python, peer_script = tmp_path / "python", tmp_path / "peer.py"
-  peer_python.write_text("")
-  peer_script.write_text("")
+  peer_python, peer_script = _peer_files(tmp_path)
   seen = []
   def fake_run(command, env):
     seen.append(env.get("LD_PRELOAD", ""))
@@ -63,9 +67,7 @@ def test_both_sides_run_on_the_named_allocator(tmp_path, monkeypatch):
 
 
 def test_a_bfloat16_pairing_runs_both_sides_in_bf16(tmp_path, monkeypatch):
-  peer_python, peer_script = tmp_path / "python", tmp_path / "peer.py"
-  peer_python.write_text("")
-  peer_script.write_text("")
+  peer_python, peer_script = _peer_files(tmp_path)
   commands = []
   def fake_run(command, env):
     commands.append(command)
