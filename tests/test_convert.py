@@ -407,14 +407,23 @@ def test_dry_run_shows_the_cluster_command_line_and_checks_its_options(converted
   args = ["--manifest", manifest_path, "--out", str(tmp_path / "out"), "--runner",
           "DataflowRunner", "--dry_run"]
 
-  planned = run_cli("convert", args + [
-      "--beam_args=--project=my-project --region=us-central1 --temp_location=gs://my-bucket/t"])
+  beam_args = ("--beam_args=--project=my-project --region=us-central1 "
+               "--temp_location=gs://my-bucket/t")
+  planned = run_cli("convert", args + [beam_args])
   assert planned.returncode == 0, planned.stderr
   assert ("Beam options: --runner=DataflowRunner --project=my-project "
           "--temp_location=gs://my-bucket/t --region=us-central1") in planned.stdout
+  assert "SpreadFiles -> ReadFiles -> LineCounts -> LinesBefore -> NumberLines" in planned.stdout
   assert "GroupById -> ResolveDuplicates" in planned.stdout
+  assert "BucketGroups -> GroupsByBucket" in planned.stdout
   assert "GroupByShard -> WriteShards" in planned.stdout
   assert not (tmp_path / "out").exists()
+  # Object-store paths and a manifest glob plan without touching the store.
+  on_the_store = run_cli("convert", [
+      "--manifest", "gs://my-bucket/catalog/manifest-*.jsonl", "--out", "gs://my-bucket/shards",
+      "--runner", "DataflowRunner", "--dry_run", beam_args])
+  assert on_the_store.returncode == 0, on_the_store.stderr
+  assert "ReadFiles -> LineCounts" in on_the_store.stdout
   # Beam's own validation of the runner's options, as a clear error.
   invalid = run_cli("convert", args + ["--beam_args=--project=my-project"])
   assert invalid.returncode == 1 and "error:" in invalid.stderr
@@ -430,3 +439,70 @@ def test_convert_benchmark_reports_each_worker_count_and_equal_outputs(converted
   assert 0 < result["num_kept"] < result["num_input_listings"]  # Its rejects too.
   assert result["by_workers"]["1"]["listings_per_s"] > 0
   assert result["same_output_for_every_count"]
+
+
+def _copy_tree(source, destination, skip):
+  for root, directories, files in os.walk(source):
+    directories[:] = [name for name in directories if os.path.join(root, name) not in skip]
+    for name in files:
+      target = os.path.join(destination, os.path.relpath(os.path.join(root, name), source))
+      tf.io.gfile.makedirs(os.path.dirname(target))
+      tf.io.gfile.copy(os.path.join(root, name), target, overwrite=True)
+
+
+def test_object_store_paths_convert_to_the_same_shards_and_rejects(converted):
+  """Manifest, images and output on a URL filesystem (TensorFlow's in-process ram://,
+  standing in for gs://) give the bytes the local conversion gave."""
+  _, manifest_path, out_dir, info = converted
+  local_dir = os.path.dirname(manifest_path)
+  remote_dir = "ram://catalog-object-store"
+  _copy_tree(local_dir, remote_dir, skip={out_dir})
+  remote_manifest = f"{remote_dir}/{os.path.basename(manifest_path)}"
+  remote_out = f"{remote_dir}/shards"
+
+  for _ in range(2):  # The second run replaces the first's output file by file.
+    remote_info = convert.convert_catalog(remote_manifest, remote_out, num_workers=1,
+                                          **CONVERT_ARGS)
+
+  assert sorted(tf.io.gfile.listdir(remote_out)) == sorted(os.listdir(out_dir))
+  for name in os.listdir(out_dir):
+    with open(os.path.join(out_dir, name), "rb") as local_file:
+      expected = local_file.read()
+    if name in (dataset_info.REJECTS_FILE, dataset_info.DATASET_INFO_FILE):
+      expected = expected.replace(local_dir.encode(), remote_dir.encode())
+    with tf.io.gfile.GFile(f"{remote_out}/{name}", "rb") as remote_file:
+      assert remote_file.read() == expected, name
+  assert remote_info["fingerprint"] == info["fingerprint"]
+  assert not [name for name in tf.io.gfile.listdir(remote_dir) if "staging" in name]
+  with pytest.raises(FileNotFoundError, match="does not exist"):
+    convert.convert_catalog(f"{remote_dir}/missing.jsonl", remote_out, num_workers=1,
+                            **CONVERT_ARGS)
+
+
+def test_manifest_split_into_files_converts_as_the_whole(converted, tmp_path):
+  """A glob of manifest files is one manifest: lines numbered on across the files, so the
+  shards, rejects (line numbers and duplicates across files) and counts are the same."""
+  _, manifest_path, out_dir, info = converted
+  with open(manifest_path, "rb") as f:
+    lines = f.read().split(b"\n")
+  directory = os.path.dirname(manifest_path)
+  cuts = [0, 5, len(lines) - 6, len(lines)]
+  for part, (start, stop) in enumerate(zip(cuts, cuts[1:])):
+    with open(os.path.join(directory, f"part-{part}.jsonl"), "wb") as f:
+      f.write(b"\n".join(lines[start:stop]) + (b"\n" if stop < len(lines) else b""))
+  parts_out = str(tmp_path / "parts")
+
+  parts_info = convert.convert_catalog(os.path.join(directory, "part-*.jsonl"), parts_out,
+                                       num_workers=1, **CONVERT_ARGS)
+
+  for name in os.listdir(out_dir):
+    if name == dataset_info.DATASET_INFO_FILE:
+      continue
+    with open(os.path.join(out_dir, name), "rb") as whole, \
+        open(os.path.join(parts_out, name), "rb") as parts:
+      assert parts.read() == whole.read(), name
+  assert parts_info["fingerprint"] == info["fingerprint"]
+  assert parts_info["rejected_by_reason"] == info["rejected_by_reason"]
+  with pytest.raises(FileNotFoundError, match="matches no file"):
+    convert.convert_catalog(os.path.join(directory, "nothing-*.jsonl"), str(tmp_path / "x"),
+                            num_workers=1, **CONVERT_ARGS)

@@ -5,8 +5,9 @@ name (DirectRunner on one machine; DataflowRunner, FlinkRunner or SparkRunner on
 cluster) and then assembles `dataset_info.json` from what the pipeline wrote to
 `WORK_DIR` inside the staging directory. The stages:
 
-  1. Manifest lines -> `manifest.Claim`s (one reader per manifest file), each line judged
-     on its own; duplicate ids are found by a group-by on the id (the first line keeps it).
+  1. Manifest lines -> `manifest.Claim`s, one reader per manifest file (a glob names
+     many), each line judged on its own and numbered on across the files in sorted order;
+     duplicate ids are found by a group-by on the id (the first line keeps it).
   2. Split from a seeded hash of the product group (`assign_split`), the same
      whatever the runner or worker count.
   3. Images decoded, resized and re-encoded (`image_io`), spread over the workers by a
@@ -14,8 +15,11 @@ cluster) and then assembles `dataset_info.json` from what the pipeline wrote to
   4. Tokenizer: SentencePiece trained in one worker on at most
      `tokenizer.MAX_TRAINING_TITLES` train titles, those with the smallest seeded order
      hash (all of them in a smaller catalog, in write order), or the given WordPiece.
-  5. Every kept listing tokenized, serialised (group and category indices from the sorted
-     distinct keys) and keyed by (split, shard); a split's shard count comes from its
+  5. Product groups numbered without any worker holding them all: the distinct group keys
+     are bucketed by a hash (`GROUP_BUCKETS`), each bucket's sorted keys get its offset
+     plus their rank, and the index is joined back to the listings by group key. Every
+     kept listing tokenized, serialised (category indices from the sorted distinct
+     categories, a small side input) and keyed by (split, shard); a split's shard count comes from its
      estimated bytes and `shard_size_mb`, and a listing's shard from its order hash, so
      shard k holds the k-th range of the split's hash order. Each shard is sorted by that
      hash and written by one worker.
@@ -36,6 +40,7 @@ from typing import Any, Sequence
 
 import apache_beam as beam
 
+from item_jax import file_io
 from item_jax.data import image_io, manifest, tokenizer, wordpiece
 from item_jax.data.dataset_info import SPLITS, TOKENIZER_FILE
 
@@ -45,6 +50,10 @@ REJECTS_PART = "rejects.jsonl"
 SHARD_RECORD_SUFFIX = ".shard.json"
 UNNAMED_SHARD = "{split}-bucket-{bucket:05d}.tfrecord"  # Renamed by the driver.
 _EXAMPLE_OVERHEAD_BYTES = 96
+# Product groups are numbered bucket by bucket (`number_groups`), so no worker holds more
+# than one bucket's keys: about 10^5 keys a bucket at 10^8 groups.
+GROUP_BUCKETS = 1024
+LINE_COUNTS = "line_counts"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,6 +143,24 @@ def serialize_example(listing: manifest.Listing, jpeg: bytes, title_tokens: Sequ
 
 
 
+def read_manifest_file(index_and_path, allow_empty_titles: bool):
+  """(file index, claim) for every line of one manifest file, numbered in the file, and its
+  line count as the `LINE_COUNTS` output."""
+  index, path = index_and_path
+  text = manifest.read_text(path)
+  yield beam.pvalue.TaggedOutput(LINE_COUNTS, (index, manifest.count_lines(text)))
+  for claim in manifest.claims_of_text(text, path, allow_empty_titles):
+    yield index, claim
+
+
+def lines_before_each_file(line_counts: dict) -> dict:
+  """File index -> how many manifest lines the files before it hold."""
+  before, total = {}, 0
+  for index in sorted(line_counts):
+    before[index], total = total, total + line_counts[index]
+  return before
+
+
 def resolve_duplicates(id_and_claims):
   """Listings and rejects: the first line with an id keeps its outcome; later ones are
   duplicate_id. (Unannotated: Beam would type-check the union against each consumer.)"""
@@ -168,11 +195,9 @@ def train_sentencepiece(ordered_titles: list, settings: Settings) -> bytes:
   titles = [title for _, title in sorted(ordered_titles)]
   if not titles:
     return b""
-  os.makedirs(settings.staging_dir, exist_ok=True)
   path = tokenizer.train_tokenizer(titles, os.path.join(settings.staging_dir, TOKENIZER_FILE),
                                    settings.vocab_size, settings.seed)
-  with open(path, "rb") as model_file:
-    return model_file.read()
+  return file_io.read_bytes(path)
 
 
 class _Processors:
@@ -218,12 +243,33 @@ def num_shards(total_bytes: int, num_examples: int, shard_size_mb: float) -> int
   return int(min(max(1, wanted), num_examples))
 
 
-def keyed_example(item_tokens, shard_counts: dict, group_keys: list, categories: list):
+def group_bucket(key: str) -> int:
+  """Which of the `GROUP_BUCKETS` buckets numbers a group key (a hash, seed-independent)."""
+  return min(GROUP_BUCKETS - 1, int(_unit_hash(f"group|{key}") * GROUP_BUCKETS))
+
+
+def number_groups(bucket_and_keys, bucket_sizes: dict):
+  """(group key, group index) for every key of one bucket: the bucket's offset (the sizes of
+  the buckets before it) plus the key's rank in the bucket's sorted keys."""
+  bucket, keys = bucket_and_keys
+  offset = sum(size for other, size in bucket_sizes.items() if other < bucket)
+  for rank, key in enumerate(sorted(keys)):
+    yield key, offset + rank
+
+
+def with_group_index(key_and_joined):
+  """(Kept, tokens, group index) for every listing of one product group."""
+  _, joined = key_and_joined
+  (group_index,) = joined["index"]
+  for item, tokens in joined["listings"]:
+    yield item, tokens, group_index
+
+
+def keyed_example(item_tokens_group, shard_counts: dict, categories: list):
   """((split, bucket), (order, serialised example)) of one kept listing."""
-  item, tokens = item_tokens
+  item, tokens, group_index = item_tokens_group
   count = shard_counts[item.split]
   bucket = min(count - 1, int(item.order[0] * count))
-  group_index = _index_of(group_keys, group_key(item.listing))
   category_index = (_index_of(categories, item.listing.category)
                     if item.listing.category else -1)
   example = serialize_example(item.listing, item.jpeg, tokens, group_index,
@@ -243,13 +289,13 @@ def write_shard(bucket_and_examples, settings: Settings) -> dict[str, Any]:
   (split, bucket), examples = bucket_and_examples
   examples = sorted(examples, key=lambda pair: pair[0])
   name = UNNAMED_SHARD.format(split=split, bucket=bucket)
-  os.makedirs(settings.work_dir, exist_ok=True)
+  file_io.makedirs(settings.work_dir)
   with tf.io.TFRecordWriter(os.path.join(settings.work_dir, name)) as writer:
     for _, example in examples:
       writer.write(example)
   record = {"split": split, "bucket": bucket, "file": name, "records": len(examples)}
-  with open(os.path.join(settings.work_dir, name + SHARD_RECORD_SUFFIX), "w",
-            encoding="utf-8") as record_file:
+  with file_io.open_file(os.path.join(settings.work_dir, name + SHARD_RECORD_SUFFIX),
+                         "w") as record_file:
     json.dump(record, record_file)
   return record
 
@@ -290,19 +336,20 @@ class CountsFn(beam.CombineFn):
     return dict(counts)
 
 
-def write_summary(counts, num_input, split_groups, group_keys, categories,
+def write_summary(counts, num_input, split_groups, group_bucket_sizes, categories,
                   settings: Settings) -> None:
-  os.makedirs(settings.work_dir, exist_ok=True)
-  summary = {"num_input": num_input, "counts": counts, "num_groups": len(group_keys),
+  file_io.makedirs(settings.work_dir)
+  summary = {"num_input": num_input, "counts": counts,
+             "num_groups": sum(group_bucket_sizes.values()),
              "split_groups": dict(split_groups), "categories": categories}
-  with open(os.path.join(settings.work_dir, SUMMARY_FILE), "w", encoding="utf-8") as f:
+  with file_io.open_file(os.path.join(settings.work_dir, SUMMARY_FILE), "w") as f:
     json.dump(summary, f)
 
 
 def write_rejects(rejects: list, settings: Settings) -> None:
-  os.makedirs(settings.work_dir, exist_ok=True)
+  file_io.makedirs(settings.work_dir)
   rejects = sorted(rejects, key=lambda reject: (reject.line_number, reject.reason))
-  with open(os.path.join(settings.work_dir, REJECTS_PART), "w", encoding="utf-8") as f:
+  with file_io.open_file(os.path.join(settings.work_dir, REJECTS_PART), "w") as f:
     for reject in rejects:
       f.write(json.dumps(reject.to_json_dict()) + "\n")
 
@@ -310,11 +357,22 @@ def write_rejects(rejects: list, settings: Settings) -> None:
 # ------------------------------------------------------------------- the pipeline
 
 
-def build_pipeline(pipeline: beam.Pipeline, settings: Settings) -> None:
-  """Adds every stage to `pipeline`; running it fills `settings.work_dir`."""
-  claims = (pipeline
-            | "Manifest" >> beam.Create([settings.manifest_path])
-            | "ReadClaims" >> beam.FlatMap(manifest.read_claims, settings.allow_empty_titles))
+def build_pipeline(pipeline: beam.Pipeline, settings: Settings,
+                   files: Sequence[str] | None = None) -> None:
+  """Adds every stage to `pipeline`; running it fills `settings.work_dir`. `files`: the
+  manifest's files (default: `settings.manifest_path` expanded, when it is a glob)."""
+  if files is None:
+    files = manifest.manifest_files(settings.manifest_path)
+  read = (pipeline
+          | "ManifestFiles" >> beam.Create(list(enumerate(files)))
+          | "SpreadFiles" >> beam.Reshuffle()
+          | "ReadFiles" >> beam.FlatMap(read_manifest_file, settings.allow_empty_titles)
+          .with_outputs(LINE_COUNTS, main="claims"))
+  lines_before = (read[LINE_COUNTS] | "LineCounts" >> beam.combiners.ToDict()
+                  | "LinesBefore" >> beam.Map(lines_before_each_file))
+  claims = read.claims | "NumberLines" >> beam.Map(
+      lambda indexed, before: manifest.shift_claim(indexed[1], before[indexed[0]]),
+      beam.pvalue.AsSingleton(lines_before))
   num_input = claims | "CountInput" >> beam.combiners.Count.Globally()
   unclaimed = (claims | "Unclaimed" >> beam.Filter(lambda claim: claim.id is None)
                | "UnclaimedOutcome" >> beam.Map(lambda claim: claim.outcome))
@@ -353,17 +411,28 @@ def build_pipeline(pipeline: beam.Pipeline, settings: Settings) -> None:
                       lambda values: tuple(map(sum, zip(*values))) if values else (0, 0))
                   | "ShardCount" >> beam.Map(lambda kv: (kv[0], num_shards(
                       kv[1][0], kv[1][1], settings.shard_size_mb))))
-  group_keys = (kept | "GroupKeys" >> beam.Map(_group_key) | "DistinctGroups" >> beam.Distinct()
-                | "GroupList" >> beam.combiners.ToList()
-                | "SortGroups" >> beam.Map(sorted))
+  # Group indices: keys bucketed by a hash, each bucket numbered by one worker.
+  group_buckets = (kept | "GroupKeys" >> beam.Map(_group_key)
+                   | "DistinctGroups" >> beam.Distinct()
+                   | "BucketGroups" >> beam.Map(lambda key: (group_bucket(key), key))
+                   | "GroupsByBucket" >> beam.GroupByKey()
+                   | "ListBucket" >> beam.MapTuple(lambda bucket, keys: (bucket, list(keys))))
+  group_bucket_sizes = group_buckets | "BucketSize" >> beam.MapTuple(
+      lambda bucket, keys: (bucket, len(keys)))
+  group_indices = group_buckets | "NumberGroups" >> beam.FlatMap(
+      number_groups, beam.pvalue.AsDict(group_bucket_sizes))
+  indexed = ({"index": group_indices,
+              "listings": tokenized | "ByGroup" >> beam.Map(
+                  lambda pair: (_group_key(pair[0]), pair))}
+             | "JoinGroupIndex" >> beam.CoGroupByKey()
+             | "WithGroupIndex" >> beam.FlatMap(with_group_index))
   categories = (kept | "Categories" >> beam.FlatMap(
                     lambda item: [item.listing.category] if item.listing.category else [])
                 | "DistinctCategories" >> beam.Distinct()
                 | "CategoryList" >> beam.combiners.ToList()
                 | "SortCategories" >> beam.Map(sorted))
-  _ = (tokenized
+  _ = (indexed
        | "KeyByShard" >> beam.Map(keyed_example, beam.pvalue.AsDict(shard_counts),
-                                  beam.pvalue.AsSingleton(group_keys),
                                   beam.pvalue.AsSingleton(categories))
        | "GroupByShard" >> beam.GroupByKey()
        | "WriteShards" >> beam.Map(write_shard, settings))
@@ -376,7 +445,7 @@ def build_pipeline(pipeline: beam.Pipeline, settings: Settings) -> None:
   _ = (counts
        | "WriteSummary" >> beam.Map(write_summary, beam.pvalue.AsSingleton(num_input),
                                     beam.pvalue.AsList(split_groups),
-                                    beam.pvalue.AsSingleton(group_keys),
+                                    beam.pvalue.AsDict(group_bucket_sizes),
                                     beam.pvalue.AsSingleton(categories), settings))
   _ = (rejects | "RejectList" >> beam.combiners.ToList()
        | "WriteRejects" >> beam.Map(write_rejects, settings))
@@ -389,15 +458,15 @@ def _group_key(item: Kept) -> str:
 def read_results(settings: Settings) -> dict[str, Any]:
   """What the pipeline wrote: the summary, the rejects and the shard records."""
   work_dir = settings.work_dir
-  with open(os.path.join(work_dir, SUMMARY_FILE), encoding="utf-8") as f:
+  with file_io.open_file(os.path.join(work_dir, SUMMARY_FILE)) as f:
     summary = json.load(f)
-  with open(os.path.join(work_dir, REJECTS_PART), encoding="utf-8") as f:
+  with file_io.open_file(os.path.join(work_dir, REJECTS_PART)) as f:
     rejects = [manifest.Reject(row["line"], row["id"], row["reason"], row["detail"])
                for row in map(json.loads, f)]
   shards = {split: [] for split in SPLITS}
-  for name in sorted(os.listdir(work_dir)):
+  for name in file_io.listdir(work_dir):
     if name.endswith(SHARD_RECORD_SUFFIX):
-      with open(os.path.join(work_dir, name), encoding="utf-8") as f:
+      with file_io.open_file(os.path.join(work_dir, name)) as f:
         record = json.load(f)
       shards[record["split"]].append(record)
   for records in shards.values():

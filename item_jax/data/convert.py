@@ -37,12 +37,14 @@ import re
 import shutil
 import tempfile
 import time
+import uuid
 from typing import Any, Sequence
 
 import numpy as np
 import PIL
 import sentencepiece
 
+from item_jax import file_io
 from item_jax.data import beam_pipeline
 from item_jax.data import image_io
 from item_jax.data import manifest
@@ -100,16 +102,16 @@ def convert_catalog(manifest_path: str, out_dir: str, *, image_size: int = 256,
   wordpiece_tokenizer = None
   if wordpiece_vocab:
     wordpiece_tokenizer = wordpiece.from_vocab_file(wordpiece_vocab, wordpiece_lowercase)
-    converter_args.update(wordpiece_vocab=os.path.abspath(wordpiece_vocab),
+    converter_args.update(wordpiece_vocab=file_io.absolute(wordpiece_vocab),
                           wordpiece_lowercase=wordpiece_tokenizer.lowercase)
-  out_dir = os.path.abspath(out_dir)
+  out_dir = file_io.absolute(out_dir)
   _check_output_dir(out_dir)
   manifest.check_manifest(manifest_path)
 
   staging_dir = _make_staging_dir(out_dir)
   try:
     settings = beam_pipeline.Settings(
-        manifest_path=os.path.abspath(manifest_path), staging_dir=staging_dir,
+        manifest_path=file_io.absolute(manifest_path), staging_dir=staging_dir,
         image_size=image_size, max_image_pixels=max_image_pixels, seed=seed,
         split_fractions=split_fractions, allow_empty_titles=allow_empty_titles,
         vocab_size=vocab_size, shard_size_mb=shard_size_mb,
@@ -123,7 +125,7 @@ def convert_catalog(manifest_path: str, out_dir: str, *, image_size: int = 256,
       raise ConversionError(f"Manifest {manifest_path!r} has no listings.")
     _check_reject_fraction(rejects, num_input, max_reject_fraction)
     if wordpiece_tokenizer is None:
-      if not os.path.exists(os.path.join(staging_dir, TOKENIZER_FILE)):
+      if not file_io.exists(os.path.join(staging_dir, TOKENIZER_FILE)):
         raise ConversionError(
             "The train split has no titles to train the tokenizer on (a catalog of "
             "image-only listings, or too few product groups for the split fractions).")
@@ -132,9 +134,9 @@ def convert_catalog(manifest_path: str, out_dir: str, *, image_size: int = 256,
       processor = wordpiece_tokenizer
       processor.save(os.path.join(staging_dir, WORDPIECE_FILE))
     split_shards = _name_shards(results["shards"], staging_dir)
-    os.rename(os.path.join(settings.work_dir, beam_pipeline.REJECTS_PART),
-              os.path.join(staging_dir, REJECTS_FILE))
-    shutil.rmtree(settings.work_dir)
+    file_io.move_file(os.path.join(settings.work_dir, beam_pipeline.REJECTS_PART),
+                      os.path.join(staging_dir, REJECTS_FILE))
+    file_io.remove_tree(settings.work_dir)
     info = _dataset_info(
         num_input=num_input, summary=summary, rejects=rejects, split_shards=split_shards,
         image_size=image_size, processor=processor, requested_vocab_size=vocab_size,
@@ -142,7 +144,7 @@ def convert_catalog(manifest_path: str, out_dir: str, *, image_size: int = 256,
     _write_json(info, os.path.join(staging_dir, DATASET_INFO_FILE))
     _publish(staging_dir, out_dir)
   except BaseException:
-    shutil.rmtree(staging_dir, ignore_errors=True)
+    file_io.remove_tree(staging_dir)
     raise
   _warn_about_empty_splits(info, split_fractions)
   return info
@@ -173,10 +175,11 @@ def plan(manifest_path: str, out_dir: str, *, runner: str = "DirectRunner",
   options = pipeline_options(runner, num_workers, pipeline_args)
   pipeline = beam.Pipeline(options=options)
   beam_pipeline.build_pipeline(pipeline, beam_pipeline.Settings(
-      manifest_path=os.path.abspath(manifest_path),
-      staging_dir=os.path.abspath(out_dir) + ".staging", image_size=256,
+      manifest_path=file_io.absolute(manifest_path),
+      staging_dir=file_io.absolute(out_dir) + ".staging", image_size=256,
       max_image_pixels=DEFAULT_MAX_IMAGE_PIXELS, seed=0, split_fractions=(0.8, 0.1, 0.1),
-      allow_empty_titles=False, vocab_size=8000, shard_size_mb=128))
+      allow_empty_titles=False, vocab_size=8000, shard_size_mb=128),
+      files=[manifest_path])  # The stages do not depend on how many files a glob names.
   flags = [f"--{name}={value}" for name, value in
            options.get_all_options(drop_default=True, retain_unknown_options=True).items()]
   return {"runner": runner, "pipeline_options": " ".join(flags),
@@ -211,7 +214,8 @@ def _name_shards(shards: dict[str, list[dict[str, Any]]],
     split_shards[split] = []
     for index, record in enumerate(records):
       name = shard_file_name(split, index, len(records))
-      os.rename(os.path.join(work_dir, record["file"]), os.path.join(staging_dir, name))
+      file_io.move_file(os.path.join(work_dir, record["file"]),
+                        os.path.join(staging_dir, name))
       split_shards[split].append(shard_integrity.describe_shard(
           os.path.join(staging_dir, name), record["records"]))
   return split_shards
@@ -266,11 +270,11 @@ def _check_reject_fraction(rejects: Sequence[manifest.Reject], num_input: int,
 
 
 def _check_output_dir(out_dir: str) -> None:
-  if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+  if file_io.exists(out_dir) and not file_io.isdir(out_dir):
     raise ConversionError(f"Output {out_dir!r} exists and is not a directory.")
-  if not os.path.isdir(out_dir):
+  if not file_io.isdir(out_dir):
     return
-  foreign = sorted(name for name in os.listdir(out_dir)
+  foreign = sorted(name for name in file_io.listdir(out_dir)
                    if not _OUTPUT_FILE_PATTERN.match(name))
   if foreign:
     raise ConversionError(
@@ -281,12 +285,24 @@ def _check_output_dir(out_dir: str) -> None:
 
 def _make_staging_dir(out_dir: str) -> str:
   parent = os.path.dirname(out_dir)
+  if file_io.is_remote(out_dir):
+    staging_dir = os.path.join(parent, f".{os.path.basename(out_dir)}.staging-{uuid.uuid4().hex}")
+    file_io.makedirs(staging_dir)
+    return staging_dir
   os.makedirs(parent, exist_ok=True)
   return tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.staging-", dir=parent)
 
 
 def _publish(staging_dir: str, out_dir: str) -> None:
-  """Moves the finished staging directory to `out_dir`, replacing an earlier output."""
+  """Moves the finished staging directory to `out_dir`, replacing an earlier output.
+
+  Locally by two directory renames. An object store has no directory rename, so there the
+  earlier output's dataset_info.json goes first and the new one comes last: a reader sees
+  either no dataset or a whole one, though an interrupted publish needs a re-run.
+  """
+  if file_io.is_remote(out_dir):
+    _publish_file_by_file(staging_dir, out_dir)
+    return
   os.chmod(staging_dir, 0o755)
   if not os.path.exists(out_dir):
     os.rename(staging_dir, out_dir)
@@ -299,13 +315,24 @@ def _publish(staging_dir: str, out_dir: str) -> None:
   shutil.rmtree(previous)
 
 
+def _publish_file_by_file(staging_dir: str, out_dir: str) -> None:
+  if file_io.isdir(out_dir):
+    old = file_io.listdir(out_dir)
+    for name in sorted(old, key=lambda name: name != DATASET_INFO_FILE):
+      file_io.remove_file(os.path.join(out_dir, name))
+  file_io.makedirs(out_dir)
+  names = file_io.listdir(staging_dir)
+  for name in sorted(names, key=lambda name: name == DATASET_INFO_FILE):
+    file_io.move_file(os.path.join(staging_dir, name), os.path.join(out_dir, name))
+  file_io.remove_tree(staging_dir)
+
+
 # ----------------------------------------------------------------------------- summaries
 
 
 def _write_json(value: dict[str, Any], path: str) -> None:
-  with open(path, "w", encoding="utf-8") as json_file:
-    json.dump(value, json_file, indent=2)
-    json_file.write("\n")
+  with file_io.open_file(path, "w") as json_file:
+    json_file.write(json.dumps(value, indent=2) + "\n")
 
 
 def _fingerprint(directory: str, split_shards: dict[str, list[dict[str, Any]]]) -> str:
@@ -316,10 +343,9 @@ def _fingerprint(directory: str, split_shards: dict[str, list[dict[str, Any]]]) 
     for shard in split_shards[split]:
       digest.update(f"{shard['file']}\0{shard['sha256']}\0".encode("utf-8"))
   for name in (TOKENIZER_FILE, WORDPIECE_FILE):
-    if os.path.exists(os.path.join(directory, name)):
+    if file_io.exists(os.path.join(directory, name)):
       digest.update(name.encode("utf-8") + b"\0")
-      with open(os.path.join(directory, name), "rb") as tokenizer_file:
-        digest.update(tokenizer_file.read())
+      digest.update(file_io.read_bytes(os.path.join(directory, name)))
   return digest.hexdigest()
 
 

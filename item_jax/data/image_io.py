@@ -20,6 +20,8 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps
 
+from item_jax import file_io
+
 # Reject reasons found while reading an image.
 MISSING_IMAGE = "missing_image"
 UNREADABLE_IMAGE = "unreadable_image"
@@ -92,8 +94,7 @@ def image_outcome(task: tuple[str, int, int]) -> StoredImage | tuple[str, str]:
 
 def _read_file(path: str) -> bytes:
   try:
-    with open(path, "rb") as image_file:
-      encoded = image_file.read()
+    encoded = file_io.read_bytes(path)
   except FileNotFoundError as error:
     raise ImageRejected(MISSING_IMAGE, f"no such file: {path}") from error
   except OSError as error:

@@ -1,8 +1,9 @@
 """Reads a catalog manifest (JSONL or CSV), validates each listing and cleans its text.
 
 A manifest line is `{"id", "title", "image", "category"?, "group"?}` (ITEM_SPEC section 4);
-a CSV has the same columns in a header row. `image` is a path relative to the manifest,
-`""` for a listing without a photo.
+a CSV has the same columns in a header row. `image` is a path relative to the manifest (or
+an absolute path or URL), `""` for a listing without a photo. The manifest and images may
+lie on any filesystem `file_io` reads (local, `gs://`, ...).
 
 Every line becomes either a `Listing` or a `Reject` with a reason code; nothing is dropped
 silently. Text is cleaned, and each cleaning counted per listing:
@@ -22,6 +23,8 @@ import json
 import os
 import unicodedata
 from typing import Any, Iterator
+
+from item_jax import file_io
 
 # Reject reasons found while reading the manifest.
 MALFORMED_LINE = "malformed_line"
@@ -107,38 +110,78 @@ def duplicate_reject(claim: Claim, first_line: int) -> Reject:
   return Reject(claim.line_number, claim.id, DUPLICATE_ID, f"id first seen on line {first_line}")
 
 
-def check_manifest(manifest_path: str) -> None:
+def manifest_files(manifest: str) -> list[str]:
+  """The files a manifest argument names: one path, or a glob (`parts/manifest-*.jsonl`)
+  whose files are, in sorted order, one manifest (their lines numbered on across files)."""
+  if not any(char in manifest for char in "*?["):
+    return [manifest]
+  files = file_io.glob(manifest)
+  if not files:
+    raise FileNotFoundError(f"Manifest pattern {manifest!r} matches no file.")
+  return files
+
+
+def check_manifest(manifest: str) -> None:
   """Raises FileNotFoundError / ValueError for a manifest that cannot be read at all."""
-  if not os.path.isfile(manifest_path):
-    raise FileNotFoundError(f"Manifest {manifest_path!r} does not exist.")
-  if manifest_path.lower().endswith(CSV_EXTENSIONS):
-    with open(manifest_path, "rb") as manifest_file:
-      first_line = manifest_file.readline()
-    if first_line.startswith(codecs.BOM_UTF8):
-      first_line = first_line[len(codecs.BOM_UTF8):]
-    next(_csv_records(first_line.decode("utf-8", errors="surrogateescape"), manifest_path),
-         None)
+  for manifest_path in manifest_files(manifest):
+    if not file_io.isfile(manifest_path):
+      raise FileNotFoundError(f"Manifest {manifest_path!r} does not exist.")
+    if manifest_path.lower().endswith(CSV_EXTENSIONS):
+      with file_io.open_file(manifest_path, "rb") as manifest_file:
+        first_line = manifest_file.readline()
+      if first_line.startswith(codecs.BOM_UTF8):
+        first_line = first_line[len(codecs.BOM_UTF8):]
+      next(_csv_records(first_line.decode("utf-8", errors="surrogateescape"), manifest_path),
+           None)
 
 
-def read_claims(manifest_path: str, allow_empty_titles: bool = False) -> Iterator[Claim]:
-  """Every non-blank manifest line as a `Claim`, in file order."""
-  if not os.path.isfile(manifest_path):
+def read_claims(manifest: str, allow_empty_titles: bool = False) -> Iterator[Claim]:
+  """Every non-blank manifest line as a `Claim`, in file order (`manifest_files` order)."""
+  first_line = 1
+  for manifest_path in manifest_files(manifest):
+    text = read_text(manifest_path)
+    for claim in claims_of_text(text, manifest_path, allow_empty_titles):
+      yield shift_claim(claim, first_line - 1)
+    first_line += count_lines(text)
+
+
+def read_text(manifest_path: str) -> str:
+  """One manifest file's text, without a UTF-8 BOM; undecodable bytes surrogate-escaped."""
+  if not file_io.isfile(manifest_path):
     raise FileNotFoundError(f"Manifest {manifest_path!r} does not exist.")
-  with open(manifest_path, "rb") as manifest_file:
-    raw_bytes = manifest_file.read()
+  raw_bytes = file_io.read_bytes(manifest_path)
   if raw_bytes.startswith(codecs.BOM_UTF8):
     raw_bytes = raw_bytes[len(codecs.BOM_UTF8):]
-  text = raw_bytes.decode("utf-8", errors="surrogateescape")
+  return raw_bytes.decode("utf-8", errors="surrogateescape")
+
+
+def count_lines(text: str) -> int:
+  """Physical lines of a file's text (a last line without "\n" counts)."""
+  return text.count("\n") + (1 if text and not text.endswith("\n") else 0)
+
+
+def claims_of_text(text: str, manifest_path: str,
+                   allow_empty_titles: bool) -> Iterator[Claim]:
+  """The claims of one manifest file's text, numbered from its own first line."""
   if manifest_path.lower().endswith(CSV_EXTENSIONS):
     records = _csv_records(text, manifest_path)
   else:
     records = _jsonl_records(text)
-  manifest_dir = os.path.dirname(os.path.abspath(manifest_path))
+  manifest_dir = os.path.dirname(file_io.absolute(manifest_path))
   for line_number, record in records:
     if isinstance(record, Reject):
       yield Claim(line_number, None, record)
     else:
       yield _claim_from_record(line_number, record, manifest_dir, allow_empty_titles)
+
+
+def shift_claim(claim: Claim, lines_before: int) -> Claim:
+  """The claim numbered as a line of the whole manifest, `lines_before` lines further on."""
+  if not lines_before:
+    return claim
+  line_number = claim.line_number + lines_before
+  return Claim(line_number, claim.id,
+               dataclasses.replace(claim.outcome, line_number=line_number))
 
 
 def _jsonl_records(text: str) -> Iterator[tuple[int, dict[str, Any] | Reject]]:
@@ -226,7 +269,9 @@ def _claim_from_record(line_number: int, record: dict[str, Any], manifest_dir: s
       return Claim(line_number, listing_id, Reject(
           line_number, listing_id, EMPTY_TITLE,
           "the title is empty (allow image-only listings with --allow_empty_titles)"))
-  image_path = os.path.join(manifest_dir, image) if image else ""
+  if image and not file_io.is_remote(image):
+    image = os.path.join(manifest_dir, image)
+  image_path = image
   return Claim(line_number, listing_id, Listing(
       line_number, listing_id, fields["title"], image_path, fields["category"],
       fields["group"], frozenset(cleanings)))

@@ -24,6 +24,7 @@ from typing import Any, Sequence
 
 from etils import epath
 
+from item_jax import file_io
 from item_jax.data.dataset_info import SPLITS
 
 _OFFSET_PATTERN = re.compile(r"(?:corrupted|truncated) record at (\d+)")
@@ -56,10 +57,10 @@ class ShardReport:
 def describe_shard(path: str, num_records: int) -> dict[str, Any]:
   """The converter's record of a shard it has just written."""
   digest = hashlib.sha256()
-  with open(path, "rb") as shard:
+  with file_io.open_file(path, "rb") as shard:
     for block in iter(lambda: shard.read(1 << 20), b""):
       digest.update(block)
-  return {"file": os.path.basename(path), "bytes": os.path.getsize(path),
+  return {"file": os.path.basename(path), "bytes": file_io.getsize(path),
           "records": num_records, "sha256": digest.hexdigest()}
 
 

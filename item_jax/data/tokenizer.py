@@ -13,6 +13,8 @@ from typing import Iterable, Sequence
 
 import sentencepiece as spm
 
+from item_jax import file_io
+
 PAD_ID = 0
 UNK_ID = 1
 CLS_ID = 2   # SentencePiece BOS.
@@ -81,9 +83,8 @@ def train_tokenizer(titles: Iterable[str], model_path: str, vocab_size: int,
       user_defined_symbols=[MASK_PIECE],
       minloglevel=2,
   )
-  directory = os.path.dirname(os.path.abspath(model_path))
-  os.makedirs(directory, exist_ok=True)
-  with open(model_path, "wb") as model_file:
+  file_io.makedirs(os.path.dirname(file_io.absolute(model_path)))
+  with file_io.open_file(model_path, "wb") as model_file:
     model_file.write(model_bytes.getvalue())
   return model_path
 
@@ -93,13 +94,13 @@ def load_tokenizer(path: str):
   if path.endswith(".json"):
     from item_jax.data import wordpiece  # pylint: disable=g-import-not-at-top
     return wordpiece.load_wordpiece(path)
-  if not os.path.isfile(path):
+  if not file_io.isfile(path):
     raise FileNotFoundError(
         f"Tokenizer model {path!r} does not exist; run `python -m item_jax.cli.convert` to "
         "write one next to the shards.")
   processor = spm.SentencePieceProcessor()
   try:
-    processor.load(path)
+    processor.LoadFromSerializedProto(file_io.read_bytes(path))
   except (OSError, RuntimeError) as error:
     raise ValueError(f"{path!r} is not a SentencePiece model: {error}") from error
   check_special_ids(processor, path)

@@ -20,6 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
+from item_jax import file_io
 from item_jax.data import tokenizer
 FORMAT = "item_jax.wordpiece/1"
 # BERT's names for item_jax's special ids 0..4, in that order.
@@ -53,7 +54,7 @@ class WordPieceTokenizer:
     return [self.bert_to_item_ids[np.asarray(e.ids, np.int64)].tolist() for e in encodings]
 
   def save(self, path: str) -> str:
-    with open(path, "w", encoding="utf-8") as f:
+    with file_io.open_file(path, "w") as f:
       json.dump({"format": FORMAT, "lowercase": self.lowercase, "vocab": self.vocab}, f)
     return path
 
@@ -79,10 +80,10 @@ def item_order(vocab: Sequence[str], source: str = "vocab") -> np.ndarray:
 
 def read_vocab_file(path: str) -> list[str]:
   """`vocab.txt`: one token a line, the line number (from 0) is the BERT id."""
-  if not os.path.isfile(path):
+  if not file_io.isfile(path):
     raise FileNotFoundError(f"WordPiece vocabulary {path!r} does not exist (a BERT "
                             "checkpoint directory's vocab.txt).")
-  with open(path, encoding="utf-8") as f:
+  with file_io.open_file(path) as f:
     vocab = [line.rstrip("\n").rstrip("\r") for line in f]
   while vocab and not vocab[-1]:
     vocab.pop()
@@ -93,10 +94,10 @@ def read_vocab_file(path: str) -> list[str]:
 
 def lowercase_of(vocab_path: str) -> bool:
   """BERT's `do_lower_case` from tokenizer_config.json beside vocab.txt (default True)."""
-  config_path = os.path.join(os.path.dirname(os.path.abspath(vocab_path)),
+  config_path = os.path.join(os.path.dirname(file_io.absolute(vocab_path)),
                              "tokenizer_config.json")
-  if os.path.isfile(config_path):
-    with open(config_path, encoding="utf-8") as f:
+  if file_io.isfile(config_path):
+    with file_io.open_file(config_path) as f:
       return bool(json.load(f).get("do_lower_case", True))
   return True
 
@@ -110,11 +111,11 @@ def from_vocab_file(vocab_path: str, lowercase: bool | None = None) -> WordPiece
 
 def load_wordpiece(path: str) -> WordPieceTokenizer:
   """Reads `wordpiece.json` as the converter wrote it."""
-  if not os.path.isfile(path):
+  if not file_io.isfile(path):
     raise FileNotFoundError(f"WordPiece tokenizer {path!r} does not exist; the converter "
                             "writes it next to the shards.")
   try:
-    with open(path, encoding="utf-8") as f:
+    with file_io.open_file(path) as f:
       stored = json.load(f)
   except ValueError as error:
     raise ValueError(f"{path!r} is not a WordPiece tokenizer file: {error}") from error
