@@ -15,6 +15,7 @@ image cannot be read is rejected with its reason (counted per part, summed in th
 never dropped silently.
 """
 
+import io
 import json
 import os
 import time
@@ -23,7 +24,7 @@ import numpy as np
 import tqdm
 from absl import logging
 
-from item_jax import export
+from item_jax import export, file_io
 from item_jax.data import image_io, manifest
 
 INDEX_FILE = "index.json"
@@ -71,14 +72,15 @@ def embed_manifest(export_dir: str, manifest_path: str, out_prefix: str, *,
                                                     show_progress)
   rejects = [r.to_json_dict() for r in contents.rejects] + image_rejects
   ids = [listing.id for listing in kept]
-  os.makedirs(os.path.dirname(os.path.abspath(out_prefix)), exist_ok=True)
-  np.save(out_prefix + ".npy", embeddings)
-  summary = dict(export=os.path.abspath(export_dir), manifest=os.path.abspath(manifest_path),
+  file_io.makedirs(os.path.dirname(file_io.absolute(out_prefix)))
+  with file_io.open_file(out_prefix + ".npy", "wb") as f:
+    np.save(f, embeddings)
+  summary = dict(export=file_io.absolute(export_dir), manifest=file_io.absolute(manifest_path),
                  num_input_listings=contents.num_input_listings, num_embedded=len(ids),
                  num_rejected=len(rejects), embed_dim=int(embeddings.shape[1]), ids=ids,
                  rejects=rejects)
-  with open(out_prefix + ".json", "w", encoding="utf-8") as f:
-    json.dump(summary, f)
+  with file_io.open_file(out_prefix + ".json", "w") as f:
+    f.write(json.dumps(summary))
   logging.info("Embedded %d of %d listings (%d rejected) -> %s.npy", len(ids),
                contents.num_input_listings, len(rejects), out_prefix)
   _log_rejects(rejects)
@@ -122,14 +124,17 @@ def embed_manifest_parts(export_dir: str, manifest_path: str, out_dir: str, *,
       "group": pa.array([listing.group for listing in kept], pa.string()),
       "category": pa.array([listing.category for listing in kept], pa.string()),
       "embedding": pa.FixedSizeListArray.from_arrays(flat, width)})
-  os.makedirs(out_dir, exist_ok=True)
+  file_io.makedirs(out_dir)
   name = part_name(process_index, process_count)
-  pq.write_table(table, os.path.join(out_dir, name + ".parquet"))
+  buffer = io.BytesIO()
+  pq.write_table(table, buffer)
+  with file_io.open_file(os.path.join(out_dir, name + ".parquet"), "wb") as f:
+    f.write(buffer.getvalue())
   part = dict(part=name + ".parquet", listings=[begin, end], rows=len(kept),
               rejected=len(rejects), seconds=round(seconds, 2),
               listings_per_s=round((end - begin) / max(seconds, 1e-9), 1), rejects=rejects)
-  with open(os.path.join(out_dir, name + ".json"), "w", encoding="utf-8") as f:
-    json.dump(part, f)
+  with file_io.open_file(os.path.join(out_dir, name + ".json"), "w") as f:
+    f.write(json.dumps(part))
   logging.info("Part %s: embedded %d of listings %d..%d (%d rejected)", name, len(kept),
                begin, end, len(rejects))
   _log_rejects(rejects)
@@ -139,15 +144,14 @@ def embed_manifest_parts(export_dir: str, manifest_path: str, out_dir: str, *,
     return part
   parts = []
   for index in range(process_count):
-    with open(os.path.join(out_dir, part_name(index, process_count) + ".json"),
-              encoding="utf-8") as f:
+    with file_io.open_file(os.path.join(out_dir, part_name(index, process_count) + ".json")) as f:
       parts.append({k: v for k, v in json.load(f).items() if k != "rejects"})
-  index = dict(export=os.path.abspath(export_dir), manifest=os.path.abspath(manifest_path),
+  index = dict(export=file_io.absolute(export_dir), manifest=file_io.absolute(manifest_path),
                embed_dim=width, dtype=dtype, num_input_listings=contents.num_input_listings,
                num_embedded=sum(p["rows"] for p in parts),
                num_rejected=sum(p["rejected"] for p in parts), parts=parts)
-  with open(os.path.join(out_dir, INDEX_FILE), "w", encoding="utf-8") as f:
-    json.dump(index, f, indent=2)
+  with file_io.open_file(os.path.join(out_dir, INDEX_FILE), "w") as f:
+    f.write(json.dumps(index, indent=2))
   return index
 
 
@@ -155,7 +159,8 @@ def read_parts(out_dir: str):
   """The parts listed in OUT/index.json, concatenated in order, as one pyarrow Table."""
   import pyarrow as pa  # pylint: disable=g-import-not-at-top
   import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top
-  with open(os.path.join(out_dir, INDEX_FILE), encoding="utf-8") as f:
+  with file_io.open_file(os.path.join(out_dir, INDEX_FILE)) as f:
     index = json.load(f)
-  return pa.concat_tables([pq.read_table(os.path.join(out_dir, part["part"]))
-                           for part in index["parts"]])
+  return pa.concat_tables([
+      pq.read_table(io.BytesIO(file_io.read_bytes(os.path.join(out_dir, part["part"]))))
+      for part in index["parts"]])

@@ -1,12 +1,15 @@
-"""A catalog embedded by 2 processes (Parquet parts) equals the 1-process embedding."""
+"""A catalog embedded by 2 processes (Parquet parts) equals the 1-process embedding, and
+parts and the serving index can be written to an object store."""
 
 import json
 import os
 import subprocess
 import sys
 
+import faiss
 import numpy as np
 import pyarrow.parquet as pq
+import tensorflow as tf
 
 from item_jax import catalog_embedding, export
 from item_jax.evaluation import ann_index
@@ -72,3 +75,17 @@ def test_two_processes_write_parts_whose_union_is_the_one_process_output(
                                     nprobe=2, k=5)
   assert info["rows"] == 21 and info["recall@5_vs_exact"] == 1.0  # Every cell searched.
   assert json.load(open(tmp_path / "ann" / "ids.json")) == one.column("id").to_pylist()
+
+  # Parts and the serving index on a URL filesystem (in-process ram://, standing in for gs://).
+  remote = "ram://embedding-parts"
+  catalog_embedding.embed_manifest_parts(export_dir, manifest_path, remote, batch_size=8,
+                                         show_progress=False)
+  on_the_store = catalog_embedding.read_parts(remote)
+  assert on_the_store.column("id").to_pylist() == one.column("id").to_pylist()
+  np.testing.assert_allclose(
+      np.asarray(on_the_store.column("embedding").to_pylist(), np.float32), vectors[0],
+      atol=1e-6)
+  remote_info = ann_index.build_from_parts(remote, f"{remote}/ann", nlist=2, nprobe=2, k=5)
+  assert remote_info["recall@5_vs_exact"] == 1.0
+  with tf.io.gfile.GFile(f"{remote}/ann/index.faiss", "rb") as f:
+    assert faiss.deserialize_index(np.frombuffer(f.read(), np.uint8)).ntotal == 21

@@ -18,6 +18,7 @@ import os
 
 import numpy as np
 
+from item_jax import file_io
 from item_jax.evaluation import retrieval
 
 
@@ -73,14 +74,15 @@ def build_from_parts(parts_dir: str, out_dir: str, *, nlist: int | None = None,
       zero_copy_only=False).astype(np.float32).reshape(-1, width)
   index = build_ivf_index(embeddings, nlist=nlist, nprobe=nprobe, seed=seed)
   recall = recall_against_exact(index, embeddings, k=k, num_queries=num_queries, seed=seed)
-  os.makedirs(out_dir, exist_ok=True)
-  faiss.write_index(index, os.path.join(out_dir, "index.faiss"))
-  with open(os.path.join(out_dir, "ids.json"), "w", encoding="utf-8") as f:
-    json.dump(table.column("id").to_pylist(), f)
+  file_io.makedirs(out_dir)
+  with file_io.open_file(os.path.join(out_dir, "index.faiss"), "wb") as f:
+    f.write(faiss.serialize_index(index).tobytes())
+  with file_io.open_file(os.path.join(out_dir, "ids.json"), "w") as f:
+    f.write(json.dumps(table.column("id").to_pylist()))
   info = dict(kind="faiss.IndexIVFFlat", metric="inner_product (cosine)", rows=len(embeddings),
               width=int(width), nlist=int(index.nlist), nprobe=int(index.nprobe), k=k,
               recall_queries=min(num_queries, len(embeddings)),
               **{f"recall@{k}_vs_exact": round(recall, 4)})
-  with open(os.path.join(out_dir, "ann_info.json"), "w", encoding="utf-8") as f:
-    json.dump(info, f, indent=2)
+  with file_io.open_file(os.path.join(out_dir, "ann_info.json"), "w") as f:
+    f.write(json.dumps(info, indent=2))
   return info
