@@ -13,7 +13,7 @@ Usage: bash launch/local.sh [--dry-run] COMMAND [ARGS...]
 Commands:
   demo [ARGS]   python -m item_jax.cli.main_job --workdir runs/demo ARGS
                 (default catalog -> shards -> configs/demo.py training -> evaluation)
-  test [ARGS]   python -m pytest tests -q ARGS
+  test [ARGS]   python -m pytest tests -q -n 2 --dist loadfile ARGS (two worker processes)
   train ARGS    python -m item_jax.cli.train ARGS, e.g.
                 train --config configs/tiny.py:runlocal --workdir runs/tiny \
                       --config.data.dir runs/demo/shards
@@ -51,7 +51,7 @@ main() {
   local python=".venv/bin/python" setup=(bash launch/setup_env.sh)
   case "${command}" in
     demo) set -- "${python}" -m item_jax.cli.main_job --workdir runs/demo "$@" ;;
-    test) setup+=(--dev); set -- "${python}" -m pytest tests -q "$@" ;;
+    test) setup+=(--dev); set -- "${python}" -m pytest tests -q -n 2 --dist loadfile "$@" ;;
     train)
       if (($# == 0)); then
         echo "local.sh: train needs arguments (--config ... --workdir ...)" >&2

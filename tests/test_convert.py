@@ -210,6 +210,15 @@ def test_product_groups_never_span_two_splits(converted):
   assert all(len(splits) == 1 for splits in splits_of_group.values())
   assert len(splits_of_group) == info["num_groups"]
   assert sorted(splits_of_group) == list(range(info["num_groups"]))
+  # The index is the group key's rank among the sorted distinct keys (a listing without a
+  # group is a group of its own).
+  index_of_key = {}
+  for examples in read_all_examples(out_dir).values():
+    for example in examples:
+      key = (f"group:{example['group'].decode()}" if example["group"]
+             else f"id:{example['id'].decode()}")
+      assert index_of_key.setdefault(key, example["group_index"]) == example["group_index"]
+  assert [index_of_key[key] for key in sorted(index_of_key)] == list(range(info["num_groups"]))
   assert sum(info["splits"][split]["num_examples"] for split in dataset_info.SPLITS) == \
       info["num_kept"]
 

@@ -15,9 +15,10 @@ cluster) and then assembles `dataset_info.json` from what the pipeline wrote to
   4. Tokenizer: SentencePiece trained in one worker on at most
      `tokenizer.MAX_TRAINING_TITLES` train titles, those with the smallest seeded order
      hash (all of them in a smaller catalog, in write order), or the given WordPiece.
-  5. Product groups numbered without any worker holding them all: the distinct group keys
-     are bucketed by a hash (`GROUP_BUCKETS`), each bucket's sorted keys get its offset
-     plus their rank, and the index is joined back to the listings by group key. Every
+  5. Product groups numbered by their rank in the sorted distinct keys without any worker
+     holding them all: the keys are bucketed into the ranges between `GROUP_BUCKETS`
+     approximate quantiles, each range's sorted keys get its offset plus their rank, and
+     the index is joined back to the listings by group key. Every
      kept listing tokenized, serialised (category indices from the sorted distinct
      categories, a small side input) and keyed by (split, shard); a split's shard count comes from its
      estimated bytes and `shard_size_mb`, and a listing's shard from its order hash, so
@@ -39,6 +40,7 @@ import os
 from typing import Any, Sequence
 
 import apache_beam as beam
+from apache_beam.transforms.stats import ApproximateQuantiles
 
 from item_jax import file_io
 from item_jax.data import image_io, manifest, tokenizer, wordpiece
@@ -50,8 +52,8 @@ REJECTS_PART = "rejects.jsonl"
 SHARD_RECORD_SUFFIX = ".shard.json"
 UNNAMED_SHARD = "{split}-bucket-{bucket:05d}.tfrecord"  # Renamed by the driver.
 _EXAMPLE_OVERHEAD_BYTES = 96
-# Product groups are numbered bucket by bucket (`number_groups`), so no worker holds more
-# than one bucket's keys: about 10^5 keys a bucket at 10^8 groups.
+# Product groups are numbered key range by key range (`number_groups`), so no worker holds
+# more than one range's keys: about 10^5 keys a range at 10^8 groups.
 GROUP_BUCKETS = 1024
 LINE_COUNTS = "line_counts"
 
@@ -243,14 +245,16 @@ def num_shards(total_bytes: int, num_examples: int, shard_size_mb: float) -> int
   return int(min(max(1, wanted), num_examples))
 
 
-def group_bucket(key: str) -> int:
-  """Which of the `GROUP_BUCKETS` buckets numbers a group key (a hash, seed-independent)."""
-  return min(GROUP_BUCKETS - 1, int(_unit_hash(f"group|{key}") * GROUP_BUCKETS))
+def group_bucket(key: str, quantiles: list) -> int:
+  """Which key range numbers a group key: buckets are the ranges between approximate
+  quantiles of the distinct keys, so bucket b's keys all sort before bucket b+1's."""
+  return bisect.bisect_right(quantiles[1:-1], key)
 
 
 def number_groups(bucket_and_keys, bucket_sizes: dict):
   """(group key, group index) for every key of one bucket: the bucket's offset (the sizes of
-  the buckets before it) plus the key's rank in the bucket's sorted keys."""
+  the buckets before it) plus the key's rank in the bucket's sorted keys, which is the
+  key's rank among all keys whatever the quantiles were."""
   bucket, keys = bucket_and_keys
   offset = sum(size for other, size in bucket_sizes.items() if other < bucket)
   for rank, key in enumerate(sorted(keys)):
@@ -411,10 +415,16 @@ def build_pipeline(pipeline: beam.Pipeline, settings: Settings,
                       lambda values: tuple(map(sum, zip(*values))) if values else (0, 0))
                   | "ShardCount" >> beam.Map(lambda kv: (kv[0], num_shards(
                       kv[1][0], kv[1][1], settings.shard_size_mb))))
-  # Group indices: keys bucketed by a hash, each bucket numbered by one worker.
-  group_buckets = (kept | "GroupKeys" >> beam.Map(_group_key)
-                   | "DistinctGroups" >> beam.Distinct()
-                   | "BucketGroups" >> beam.Map(lambda key: (group_bucket(key), key))
+  # Group indices: each key's rank in the sorted distinct keys, computed range by range
+  # between approximate quantiles, each range sorted by one worker.
+  distinct_groups = (kept | "GroupKeys" >> beam.Map(_group_key)
+                     | "DistinctGroups" >> beam.Distinct())
+  quantiles = distinct_groups | "GroupQuantiles" >> ApproximateQuantiles.Globally(
+      GROUP_BUCKETS + 1)
+  group_buckets = (distinct_groups
+                   | "BucketGroups" >> beam.Map(
+                       lambda key, bounds: (group_bucket(key, bounds), key),
+                       beam.pvalue.AsSingleton(quantiles))
                    | "GroupsByBucket" >> beam.GroupByKey()
                    | "ListBucket" >> beam.MapTuple(lambda bucket, keys: (bucket, list(keys))))
   group_bucket_sizes = group_buckets | "BucketSize" >> beam.MapTuple(
