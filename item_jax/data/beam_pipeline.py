@@ -18,9 +18,9 @@ cluster) and then assembles `dataset_info.json` from what the pipeline wrote to
   5. Product groups numbered by their rank in the sorted distinct keys without any worker
      holding them all: the keys are bucketed into the ranges between `GROUP_BUCKETS`
      approximate quantiles, each range's sorted keys get its offset plus their rank, and
-     the index is joined back to the listings by group key. Every
-     kept listing tokenized, serialised (category indices from the sorted distinct
-     categories, a small side input) and keyed by (split, shard); a split's shard count comes from its
+     the index is joined back to the listings by group key. Every kept listing
+     tokenized, serialised (category indices from the sorted distinct categories, a small
+     side input) and keyed by (split, shard); a split's shard count comes from its
      estimated bytes and `shard_size_mb`, and a listing's shard from its order hash, so
      shard k holds the k-th range of the split's hash order. Each shard is sorted by that
      hash and written by one worker.
