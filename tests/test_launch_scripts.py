@@ -58,7 +58,8 @@ def test_help_prints_usage(script):
      [".venv/bin/python", "-m", "item_jax.cli.main_job", "--workdir", "runs/demo",
       "--steps=3"]),
     (["test", "-k", "shard and not slow"],
-     [".venv/bin/python", "-m", "pytest", "tests", "-q", "-k", "shard and not slow"]),
+     [".venv/bin/python", "-m", "pytest", "tests", "-q", "-n", "2", "--dist", "loadfile",
+      "-k", "shard and not slow"]),
     (["train", *TRAIN_ARGS], [".venv/bin/python", "-m", "item_jax.cli.train", *TRAIN_ARGS]),
 ])
 def test_local_dry_run_prints_setup_then_command(subcommand, expected):
