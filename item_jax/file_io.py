@@ -97,9 +97,10 @@ def open_file(path: str, mode: str = "r", encoding: str | None = "utf-8") -> IO:
 
 def read_bytes(path: str) -> bytes:
   """A whole file's bytes; remote read errors become OSError."""
-  with open_file(path, "rb") as stream:
-    if not is_remote(path):
+  if not is_remote(path):
+    with open(path, "rb") as stream:
       return stream.read()
+  with open_file(path, "rb") as stream:
     try:
       return stream.read()
     except _tf_errors().OpError as error:

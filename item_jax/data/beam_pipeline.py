@@ -155,11 +155,12 @@ def read_manifest_file(index_and_path, allow_empty_titles: bool):
     yield index, claim
 
 
-def lines_before_each_file(line_counts: dict) -> dict:
-  """File index -> how many manifest lines the files before it hold."""
+def offsets(counts: dict) -> dict:
+  """Key -> the sum of the counts of the keys before it (manifest lines before a file,
+  product groups before a key range)."""
   before, total = {}, 0
-  for index in sorted(line_counts):
-    before[index], total = total, total + line_counts[index]
+  for key in sorted(counts):
+    before[key], total = total, total + counts[key]
   return before
 
 
@@ -251,14 +252,13 @@ def group_bucket(key: str, quantiles: list) -> int:
   return bisect.bisect_right(quantiles[1:-1], key)
 
 
-def number_groups(bucket_and_keys, bucket_sizes: dict):
+def number_groups(bucket_and_keys, bucket_offsets: dict):
   """(group key, group index) for every key of one bucket: the bucket's offset (the sizes of
   the buckets before it) plus the key's rank in the bucket's sorted keys, which is the
   key's rank among all keys whatever the quantiles were."""
   bucket, keys = bucket_and_keys
-  offset = sum(size for other, size in bucket_sizes.items() if other < bucket)
   for rank, key in enumerate(sorted(keys)):
-    yield key, offset + rank
+    yield key, bucket_offsets[bucket] + rank
 
 
 def with_group_index(key_and_joined):
@@ -373,7 +373,7 @@ def build_pipeline(pipeline: beam.Pipeline, settings: Settings,
           | "ReadFiles" >> beam.FlatMap(read_manifest_file, settings.allow_empty_titles)
           .with_outputs(LINE_COUNTS, main="claims"))
   lines_before = (read[LINE_COUNTS] | "LineCounts" >> beam.combiners.ToDict()
-                  | "LinesBefore" >> beam.Map(lines_before_each_file))
+                  | "LinesBefore" >> beam.Map(offsets))
   claims = read.claims | "NumberLines" >> beam.Map(
       lambda indexed, before: manifest.shift_claim(indexed[1], before[indexed[0]]),
       beam.pvalue.AsSingleton(lines_before))
@@ -429,8 +429,10 @@ def build_pipeline(pipeline: beam.Pipeline, settings: Settings,
                    | "ListBucket" >> beam.MapTuple(lambda bucket, keys: (bucket, list(keys))))
   group_bucket_sizes = group_buckets | "BucketSize" >> beam.MapTuple(
       lambda bucket, keys: (bucket, len(keys)))
+  bucket_offsets = (group_bucket_sizes | "BucketSizes" >> beam.combiners.ToDict()
+                    | "BucketOffsets" >> beam.Map(offsets))
   group_indices = group_buckets | "NumberGroups" >> beam.FlatMap(
-      number_groups, beam.pvalue.AsDict(group_bucket_sizes))
+      number_groups, beam.pvalue.AsSingleton(bucket_offsets))
   indexed = ({"index": group_indices,
               "listings": tokenized | "ByGroup" >> beam.Map(
                   lambda pair: (_group_key(pair[0]), pair))}
