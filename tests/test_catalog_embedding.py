@@ -89,3 +89,70 @@ def test_two_processes_write_parts_whose_union_is_the_one_process_output(
   assert remote_info["recall@5_vs_exact"] == 1.0
   with tf.io.gfile.GFile(f"{remote}/ann/index.faiss", "rb") as f:
     assert faiss.deserialize_index(np.frombuffer(f.read(), np.uint8)).ntotal == 21
+
+
+def test_shard_parts_read_each_process_its_files_and_embed_as_the_manifest_does(
+    trained_workdir, catalog_shards, tmp_path):
+  export_dir = str(tmp_path / "export")
+  export.export_model(trained_workdir, export_dir)
+  shard_dir = tmp_path / "shards"
+  shard_dir.mkdir()
+  names = sorted(name for name in os.listdir(catalog_shards) if name.endswith(".tfrecord"))
+  assert len(names) >= 3
+  for name in names:
+    (shard_dir / name).write_bytes(open(os.path.join(catalog_shards, name), "rb").read())
+  corrupt = shard_dir / names[-1]  # Its second half is cut off: a truncated record.
+  whole = corrupt.read_bytes()
+  corrupt.write_bytes(whole[:len(whole) // 2])
+  pattern = str(shard_dir / "*.tfrecord")
+
+  one = catalog_embedding.embed_shard_parts(export_dir, pattern, str(tmp_path / "one"),
+                                            batch_size=8, show_progress=False)
+  parts = [catalog_embedding.embed_shard_parts(
+      export_dir, pattern, str(tmp_path / "two"), process_index=rank, process_count=2,
+      batch_size=8, show_progress=False) for rank in (1, 0)]
+  two = parts[1]
+  assert [part["files"] for part in two["parts"]] == [
+      [str(shard_dir / name) for name in names[:len(names) // 2]],
+      [str(shard_dir / name) for name in names[len(names) // 2:]]]
+  one_rows, two_rows = (catalog_embedding.read_parts(str(tmp_path / out)) for out in ("one", "two"))
+  assert one_rows.column("id").to_pylist() == two_rows.column("id").to_pylist()
+  vectors = np.asarray(one_rows.column("embedding").to_pylist(), np.float32)
+  np.testing.assert_allclose(np.asarray(two_rows.column("embedding").to_pylist(), np.float32),
+                             vectors, atol=1e-6)
+
+  # The truncated shard is a counted reject naming the file; its readable records are kept.
+  records = {name: sum(1 for _ in tf.data.TFRecordDataset(os.path.join(catalog_shards, name)))
+             for name in names}
+  for index in (one, two):
+    assert index["num_rejected"] == 1
+    assert index["num_input_listings"] == index["num_embedded"] < sum(records.values())
+    assert index["num_embedded"] > sum(records[name] for name in names[:-1])
+  reject, = json.load(open(tmp_path / "two" / "part-00001-of-00002.json"))["rejects"]
+  assert reject["shard"] == str(corrupt) and reject["reason"] == "corrupt_shard"
+
+  # Each row is the embedding of the listing's own photo and title, as from the manifest.
+  catalog = os.path.join(os.path.dirname(catalog_shards), "catalog")
+  rows = {row["id"]: row for row in map(json.loads, open(os.path.join(catalog, "manifest.jsonl")))}
+  ids = one_rows.column("id").to_pylist()
+  assert len(set(ids)) == len(ids) and set(ids) <= set(rows)
+  model = export.load_exported(export_dir, batch_size=8)
+  sample = ids[::7]
+  expected = model.embed([rows[i]["image"] and os.path.join(catalog, rows[i]["image"])
+                          for i in sample],
+                         [rows[i]["title"] for i in sample])
+  np.testing.assert_allclose(vectors[::7], expected, atol=1e-5)
+  assert one_rows.column("group").to_pylist()[::7] == [rows[i]["group"] for i in sample]
+
+  # The command line: --shards with Parquet, and a clear error without it.
+  env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+  env.update(JAX_PLATFORMS="cpu", PYTHONPATH=REPO_ROOT)
+  command = [sys.executable, "-m", "item_jax.cli.embed", "--export", export_dir, "--shards",
+             pattern, "--out", str(tmp_path / "cli")]
+  refused = subprocess.run(command, env=env, cwd=REPO_ROOT, capture_output=True, text=True,
+                           timeout=120)
+  assert refused.returncode != 0 and "--format parquet" in refused.stderr
+  done = subprocess.run(command + ["--format", "parquet", "--batch_size", "8"], env=env,
+                        cwd=REPO_ROOT, capture_output=True, text=True, timeout=240)
+  assert done.returncode == 0, done.stderr[-2000:]
+  assert catalog_embedding.read_parts(str(tmp_path / "cli")).column("id").to_pylist() == ids
