@@ -131,6 +131,22 @@ def test_shard_parts_read_each_process_its_files_and_embed_as_the_manifest_does(
   reject, = json.load(open(tmp_path / "two" / "part-00001-of-00002.json"))["rejects"]
   assert reject["shard"] == str(corrupt) and reject["reason"] == "corrupt_shard"
 
+  # A stored image that does not decode is a counted reject; the rest of its batch is kept.
+  good = next(iter(tf.data.TFRecordDataset(os.path.join(catalog_shards, names[0]))))
+  bad = tf.train.Example.FromString(good.numpy())
+  bad.features.feature["image"].bytes_list.value[0] = b"\xff\xd8\xff not a jpeg"
+  bad.features.feature["id"].bytes_list.value[0] = b"bad-photo"
+  with tf.io.TFRecordWriter(str(tmp_path / "bad.tfrecord")) as writer:
+    for serialized in (good.numpy(), bad.SerializeToString(), good.numpy()):
+      writer.write(serialized)
+  bad_index = catalog_embedding.embed_shard_parts(
+      export_dir, str(tmp_path / "bad.tfrecord"), str(tmp_path / "bad"), batch_size=8,
+      show_progress=False)
+  assert (bad_index["num_input_listings"], bad_index["num_embedded"]) == (3, 2)
+  reject, = json.load(open(tmp_path / "bad" / "part-00000-of-00001.json"))["rejects"]
+  assert (reject["id"], reject["record"], reject["reason"]) == ("bad-photo", 1,
+                                                                "undecodable_image")
+
   # Each row is the embedding of the listing's own photo and title, as from the manifest.
   catalog = os.path.join(os.path.dirname(catalog_shards), "catalog")
   rows = {row["id"]: row for row in map(json.loads, open(os.path.join(catalog, "manifest.jsonl")))}
