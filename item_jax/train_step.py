@@ -106,13 +106,18 @@ def make_train_step(setup: TrainSetup, config) -> Callable:
     (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state["params"], batch, rng)
     grad_norm = optax.global_norm(grads)
-    updates, opt_state = setup.optimizer.update(grads, state["opt_state"], state["params"])
-    params = optax.apply_updates(state["params"], updates)
     finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
-    if skip_nonfinite:
-      params, opt_state = jax.tree.map(
-          lambda new, old: jnp.where(finite, new, old),
-          (params, opt_state), (state["params"], state["opt_state"]))
+
+    def apply_update(params_and_opt_state):
+      params, opt_state = params_and_opt_state
+      updates, opt_state = setup.optimizer.update(grads, opt_state, params)
+      return optax.apply_updates(params, updates), opt_state
+
+    current = (state["params"], state["opt_state"])
+    if skip_nonfinite:  # A conditional, not a select over every parameter and moment.
+      params, opt_state = jax.lax.cond(finite, apply_update, lambda kept: kept, current)
+    else:
+      params, opt_state = apply_update(current)
     new_state = {"step": state["step"] + 1, "params": params, "opt_state": opt_state}
     metrics = dict(metrics, grad_norm=grad_norm, learning_rate=schedule(state["step"]),
                    finite=finite.astype(jnp.float32))
