@@ -177,23 +177,47 @@ class GlobalSlotReader(nn.Module):
   position embedding of the target slot (raw, it is ~50x smaller and a sum would drown it)
   and read by a GELU MLP, so that the head can tell which slot it predicts. It takes no
   sequence state: a masked slot's own output cannot reach it.
+
+  The first layer over the concatenation is computed as the sum of its two halves: the
+  `[CLS]` half once per example and the position half once per slot of the table, then
+  gathered per target ([B] + [S] rows instead of [B x K] twice as wide; the same
+  parameters and the same result).
   """
   mlp_dim: int
   dtype: Any
   approximate_gelu: bool = True
 
   @nn.compact
-  def __call__(self, cls_state: Array, slot_positions: Array) -> Array:
-    """cls_state [B, D], slot_positions [B, K, D] -> hidden [B, K, D] (float32)."""
+  def __call__(self, cls_state: Array, position_table: Array, slots: Array) -> Array:
+    """cls_state [B, D], position_table [S, D], slots int [B, K] -> hidden [B, K, D] (f32)."""
     width = cls_state.shape[-1]
-    positions = _layer_norm("position_norm")(slot_positions)
-    combined = jnp.concatenate(
-        [jnp.broadcast_to(cls_state[:, None, :], positions.shape).astype(jnp.float32),
-         positions], axis=-1)
-    h = _dense(self.mlp_dim, (None, "mlp"), self.dtype, "mlp_in")(combined.astype(self.dtype))
+    positions = _layer_norm("position_norm")(position_table)
+    h = _ConcatenatedInputDense(self.mlp_dim, self.dtype, name="mlp_in")(
+        cls_state.astype(jnp.float32), positions, slots)
     h = _dense(width, ("mlp", "embed"), self.dtype, "mlp_out")(
         ops.gelu(h, self.approximate_gelu))
     return _layer_norm("output_norm")(h)
+
+
+class _ConcatenatedInputDense(nn.Module):
+  """`Dense` over concat([row [B, D] broadcast over K, table[slots] [B, K, D]]), factored.
+
+  Parameters as `_dense(features, (None, "mlp"), ...)` on the [B, K, 2D] concatenation.
+  """
+  features: int
+  dtype: Any
+
+  @nn.compact
+  def __call__(self, rows: Array, table: Array, slots: Array) -> Array:
+    width = rows.shape[-1]
+    kernel = self.param("kernel", _param(nn.initializers.xavier_uniform(), None, "mlp"),
+                        (2 * width, self.features), jnp.float32)
+    bias = self.param("bias", _param(nn.initializers.zeros, "mlp"), (self.features,),
+                      jnp.float32)
+    kernel = kernel.astype(self.dtype)
+    per_row = ops.dense(rows.astype(self.dtype), kernel[:width])              # [B, F]
+    per_slot = ops.add_broadcast(ops.dense(table.astype(self.dtype), kernel[width:]), bias)
+    return per_row[:, None, :] + jnp.take(per_slot, slots, axis=0)            # [B, K, F]
 
 
 class ItemModel(nn.Module):
@@ -353,13 +377,12 @@ class ItemModel(nn.Module):
 
   def gmlm_logits(self, cls_state: Array, text_positions: Array) -> Array:
     """GMLM: words at text slots `text_positions` [B, K] from `cls_state` [B, D] alone."""
-    slot_positions = jnp.take(self.text_position, text_positions, axis=0)
-    return self._vocab_logits(self.gmlm_reader(cls_state, slot_positions))
+    return self._vocab_logits(self.gmlm_reader(cls_state, self.text_position, text_positions))
 
   def gmim_pixels(self, cls_state: Array, patch_positions: Array) -> Array:
     """GMIM: pixels of patches `patch_positions` [B, K] from `cls_state` [B, D] alone."""
-    slot_positions = jnp.take(self.image_position, patch_positions, axis=0)
-    return self.gmim_head(self.gmim_reader(cls_state, slot_positions)).astype(jnp.float32)
+    return self.gmim_head(self.gmim_reader(cls_state, self.image_position, patch_positions)
+                          ).astype(jnp.float32)
 
   def __call__(self, text_tokens, text_mask, images, has_image, masked_patches=None,
                deterministic=True):

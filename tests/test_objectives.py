@@ -61,6 +61,39 @@ def test_global_heads_read_only_the_cls_state():
   assert before["mim_loss"] != after["mim_loss"]
 
 
+def test_global_reader_is_the_mlp_over_cls_and_the_slot_position_concatenated():
+  """The factored first layer equals the Dense over [CLS ; LayerNorm(position)] per target."""
+  import flax.linen as nn  # pylint: disable=g-import-not-at-top
+  _, model, params, _ = _setup()
+  leaves, treedef = jax.tree.flatten(params)  # Random everything (heads start at zero).
+  params = jax.tree.unflatten(treedef, [
+      jax.random.normal(jax.random.key(i), leaf.shape) * 0.2 for i, leaf in enumerate(leaves)])
+  cls_state = jax.random.normal(jax.random.key(1), (4, model.hidden_dim))
+  slots = jax.random.randint(jax.random.key(2), (4, 5), 0, model.num_patches)
+  got = model.apply({"params": params}, cls_state, slots, method=ItemModel.gmim_pixels)
+
+  reader = params["gmim_reader"]
+  positions = nn.LayerNorm(epsilon=1e-6).apply({"params": reader["position_norm"]},
+                                               params["image_position"][slots])
+  combined = jnp.concatenate(
+      [jnp.broadcast_to(cls_state[:, None], positions.shape), positions], axis=-1)
+  dense = lambda p, x: x @ p["kernel"] + p["bias"]
+  h = dense(reader["mlp_out"], jax.nn.gelu(dense(reader["mlp_in"], combined),
+                                           approximate=True))
+  h = nn.LayerNorm(epsilon=1e-6).apply({"params": reader["output_norm"]}, h)
+  expected = dense(params["gmim_head"], h)
+  assert float(jnp.abs(expected).min()) > 0
+  np.testing.assert_allclose(got, expected, atol=1e-4, rtol=1e-4)
+  assert reader["mlp_in"]["kernel"].shape == (2 * model.hidden_dim, model.mlp_dim)
+  # Factored: no [B, K, 2D] concatenation is built (the first layer's input per target).
+  jaxpr = jax.make_jaxpr(lambda p, c, k: model.apply({"params": p}, c, k,
+                                                     method=ItemModel.gmim_pixels))(
+      params, cls_state, slots)
+  assert not [equation for equation in jaxpr.jaxpr.eqns
+              if equation.primitive.name == "concatenate"
+              and equation.outvars[0].aval.shape == (4, 5, 2 * model.hidden_dim)]
+
+
 def test_itm_negatives_never_share_a_group():
   groups = jnp.asarray(np.repeat(np.arange(32), 4), jnp.int32)  # 128 listings, 4 per group.
   eligible = jnp.ones((128,), jnp.int32).at[:8].set(0)
