@@ -61,3 +61,14 @@ def test_step_compiles_once():
       batch = jax.device_put(random_batch(config.model, 16, seed=seed), setup.batch_sharding)
       state, _ = jitted(state, batch)
   assert jitted._cache_size() == 1
+
+
+def test_train_benchmark_times_blocks_and_reports_the_fastest():
+  from item_jax.benchmarks import train_throughput  # pylint: disable=g-import-not-at-top
+  config = small_config(global_batch_size=8)
+  result = train_throughput.benchmark_train(config, steps=2, warmup_steps=1, blocks=3)
+  assert len(result["block_step_ms"]) == 3
+  assert result["step_ms"] == min(result["block_step_ms"]) > 0
+  assert result["examples_per_s"] == pytest.approx(8 / (result["step_ms"] / 1000), rel=1e-2)
+  with pytest.raises(ValueError, match="blocks"):
+    train_throughput.benchmark_train(config, steps=2, blocks=0)

@@ -15,8 +15,16 @@ from item_jax import allocator, config_check, profiling, sharding, train_step
 from item_jax.model import model_from_config
 
 
-def benchmark_train(config, *, steps: int = 20, warmup_steps: int = 2) -> dict:
-  """Compiles the step for `config` and times `steps` steps after `warmup_steps`."""
+def benchmark_train(config, *, steps: int = 20, warmup_steps: int = 2,
+                    blocks: int = 1) -> dict:
+  """Compiles the step for `config` and times `steps` steps after `warmup_steps`.
+
+  `blocks` > 1 times that many blocks of `steps` steps: `step_ms` is then the fastest
+  block's and `block_step_ms` lists every block's (the fastest block is the steadiest
+  figure for comparing two versions of the step on a noisy machine).
+  """
+  if blocks < 1 or steps < 1:
+    raise ValueError(f"steps and blocks must be >= 1, got {steps} and {blocks}")
   config_check.check_config(config)
   mesh = sharding.make_mesh(config.mesh)
   config_check.check_config_against_mesh(config, mesh, jax.process_count())
@@ -31,11 +39,14 @@ def benchmark_train(config, *, steps: int = 20, warmup_steps: int = 2) -> dict:
   for _ in range(warmup_steps):
     state, metrics = step_fn(state, batch)
   jax.block_until_ready(metrics)
-  start = time.perf_counter()
-  for _ in range(steps):
-    state, metrics = step_fn(state, batch)
-  jax.block_until_ready(metrics)
-  step_s = (time.perf_counter() - start) / steps
+  block_step_s = []
+  for _ in range(blocks):
+    start = time.perf_counter()
+    for _ in range(steps):
+      state, metrics = step_fn(state, batch)
+    jax.block_until_ready(metrics)
+    block_step_s.append((time.perf_counter() - start) / steps)
+  step_s = min(block_step_s)
   examples_per_s = config.global_batch_size / step_s
   counted_flops = profiling.flops_per_example(config.model)
   cost = step_fn.cost_analysis()
@@ -51,6 +62,7 @@ def benchmark_train(config, *, steps: int = 20, warmup_steps: int = 2) -> dict:
       mesh=dict(setup.mesh.shape), global_batch_size=config.global_batch_size,
       compute_dtype=m.compute_dtype, steps=steps, compile_s=round(compile_s, 2),
       step_ms=round(1000 * step_s, 2), examples_per_s=round(examples_per_s, 2),
+      block_step_ms=[round(1000 * s, 2) for s in block_step_s],
       model_tflops_per_s=round(model_tflops_per_s, 4),
       peak_bf16_tflops_per_device=peak,
       mfu=(round(model_tflops_per_s / (peak * jax.device_count()), 4) if peak else None),

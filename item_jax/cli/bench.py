@@ -1,6 +1,6 @@
 """Benchmarks that print one JSON line each.
 
-  python -m item_jax.cli.bench train --config tiny.py --steps 20
+  python -m item_jax.cli.bench train --config tiny.py --steps 20 [--blocks 6 --steps 6]
   python -m item_jax.cli.bench input --config base.py [--data_dir DIR] [--batches 50] \
       [--train_examples_per_s 2000]
   python -m item_jax.cli.bench memorise --config demo.py --data_dir runs/demo/shards \
@@ -36,7 +36,9 @@ MEMORISE_DEFAULT_STEPS = 300
 
 def define_flags():
   configs.define_config_flag(lock_config=False)
-  flags.DEFINE_integer("steps", 20, "Timed train steps.")
+  flags.DEFINE_integer("steps", 20, "Timed train steps (per block).")
+  flags.DEFINE_integer("blocks", 1, "train: blocks of --steps steps; step_ms is the "
+                       "fastest block's (compare two versions with --blocks 6 --steps 6).")
   flags.DEFINE_integer("batches", 50, "Timed input batches.")
   flags.DEFINE_integer("warmup_batches", 5, "input: batches read before timing.")
   flags.DEFINE_string("data_dir", None, "Shards to read (input); default: synthetic.")
@@ -86,7 +88,8 @@ def main(argv):
   config = values.config
   if argv[1] == "train":
     from item_jax.benchmarks import train_throughput  # pylint: disable=g-import-not-at-top
-    result = train_throughput.benchmark_train(config, steps=values.steps)
+    result = train_throughput.benchmark_train(config, steps=values.steps,
+                                              blocks=values.blocks)
   elif argv[1] == "memorise":
     from item_jax.benchmarks import memorisation  # pylint: disable=g-import-not-at-top
     if not values.data_dir:
