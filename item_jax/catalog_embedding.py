@@ -239,19 +239,22 @@ def embed_shard_parts(export_dir: str, shards: str, out_dir: str, *,
   end = len(files) * (process_index + 1) // process_count
   model = export.load_exported(export_dir, batch_size=batch_size)
   start_time = time.perf_counter()
-  listings, rejects = [], []
-  for path in files[begin:end]:
-    shard_listings, shard_rejects = read_shard_listings(path)
-    listings.extend(shard_listings)
-    rejects.extend(shard_rejects)
-  kept, embeddings, image_rejects = _embed_listings(model, listings, batch_size,
-                                                    show_progress)
+  kept, vectors, rejects, records = [], [], [], 0
+  for path in files[begin:end]:  # One shard's records in memory at a time.
+    listings, shard_rejects = read_shard_listings(path)
+    shard_kept, shard_vectors, image_rejects = _embed_listings(model, listings, batch_size,
+                                                               show_progress)
+    kept.extend(shard_kept)
+    vectors.append(shard_vectors)
+    rejects.extend(shard_rejects + image_rejects)
+    records += len(listings)
+  embeddings = (np.concatenate(vectors) if vectors
+                else np.zeros((0, model.config.model.embed_dim), np.float32))
   seconds = time.perf_counter() - start_time
-  part = dict(shards=[begin, end], files=files[begin:end], records=len(listings),
-              seconds=round(seconds, 2),
-              listings_per_s=round(len(listings) / max(seconds, 1e-9), 1))
-  _write_part(out_dir, process_index, process_count, model, kept, embeddings,
-              rejects + image_rejects, dtype, part)
+  part = dict(shards=[begin, end], files=files[begin:end], records=records,
+              seconds=round(seconds, 2), listings_per_s=round(records / max(seconds, 1e-9), 1))
+  _write_part(out_dir, process_index, process_count, model, kept, embeddings, rejects,
+              dtype, part)
   if barrier is not None:
     barrier()
   if process_index != 0:
