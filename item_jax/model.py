@@ -115,7 +115,8 @@ class SelfAttention(nn.Module):
     def project(name, use_bias=True):
       kernel = self.param(f"{name}_kernel", _param(init, "embed", "heads", "kv"),
                           (width, self.num_heads, head_dim))
-      projected = ops.einsum("btd,dhk->bthk", x, kernel.astype(self.dtype))
+      projected = ops.dense(x, kernel.astype(self.dtype).reshape(width, -1)).reshape(
+          x.shape[:-1] + (self.num_heads, head_dim))
       if not use_bias:
         return projected
       bias = self.param(f"{name}_bias", _param(nn.initializers.zeros, "heads", "kv"),
@@ -133,7 +134,8 @@ class SelfAttention(nn.Module):
         (self.num_heads, head_dim, width))
     out_bias = self.param("out_bias", _param(nn.initializers.zeros, "embed"), (width,))
     return ops.add_broadcast(
-        ops.einsum("bthk,hkd->btd", attended, out_kernel.astype(self.dtype)), out_bias)
+        ops.dense(attended.reshape(attended.shape[:2] + (width,)),
+                  out_kernel.astype(self.dtype).reshape(width, width)), out_bias)
 
 
 class EncoderBlock(nn.Module):

@@ -1,7 +1,8 @@
 """The model's products, broadcast adds and GELU, written the way each backend runs best.
 
-Every matrix product in `item_jax/model.py` goes through `dense` (the dense layers),
-`einsum` (two-operand products such as the attention projections) or `attention`; biases
+Every matrix product in `item_jax/model.py` goes through `dense` (the dense layers and
+the attention's query/key/value and output projections, their kernels viewed as
+[width, heads * head_dim]), `einsum` (other two-operand products) or `attention`; biases
 and position/modality embeddings are added through `add_broadcast`, GELU is `gelu`. On
 accelerators they are the plain `jax.lax.dot_general`, `jnp.einsum`,
 `jax.nn.dot_product_attention`, `+` and `jax.nn.gelu`. On the CPU backend (XLA CPU, jax
