@@ -22,6 +22,44 @@ def test_a_loaded_machine_gets_no_figures(tmp_path):
   assert "ratio_median" not in result and "item_jax_median" not in result
 
 
+def _fake_clock(monkeypatch, loads):
+  """Load averages in turn, one per poll; sleeping advances a fake clock."""
+  now = [0.0]
+  readings = iter(loads)
+  monkeypatch.setattr(vs_peer.os, "getloadavg", lambda: (next(readings), 0.0, 0.0))
+  monkeypatch.setattr(vs_peer.time, "monotonic", lambda: now[0])
+  monkeypatch.setattr(vs_peer.time, "sleep", lambda seconds: now.__setitem__(0, now[0] + seconds))
+
+
+def test_it_waits_for_the_load_to_fall_then_runs(tmp_path, monkeypatch):
+  peer_python, peer_script = _peer_files(tmp_path)
+  _fake_clock(monkeypatch, [1.6, 1.3, 0.4])  # Its own last run's load, fading.
+  monkeypatch.setattr(vs_peer, "_timed_run",
+                      lambda command, env: ({"examples_per_s": 4.0}, 0.0))
+  result = vs_peer.benchmark_vs_peer("tiny.py", small_config(), rounds=1,
+                                     peer_python=str(peer_python),
+                                     peer_script=str(peer_script), allocator="glibc",
+                                     wait_quiet_s=60)
+  assert result["quotable"] is True and result["ratio_median"] == 1.0
+  assert result["load_average_1min_before"] == 0.4
+  assert result["waited_for_quiet_s"] == 2 * vs_peer.LOAD_POLL_SECONDS
+
+
+def test_a_load_that_does_not_fall_in_time_is_refused(tmp_path, monkeypatch):
+  peer_python, peer_script = _peer_files(tmp_path)
+  _fake_clock(monkeypatch, [1.9] * 10)
+  def must_not_run(command, env):
+    raise AssertionError("ran on a busy machine")
+  monkeypatch.setattr(vs_peer, "_timed_run", must_not_run)
+  result = vs_peer.benchmark_vs_peer("tiny.py", small_config(), peer_python=str(peer_python),
+                                     peer_script=str(peer_script), wait_quiet_s=12)
+  assert result["quotable"] is False and "after waiting 12 s" in result["refused"]
+  assert result["waited_for_quiet_s"] == 12.0
+  with pytest.raises(ValueError, match="wait_quiet_s"):
+    vs_peer.benchmark_vs_peer("tiny.py", small_config(), peer_python=str(peer_python),
+                              peer_script=str(peer_script), wait_quiet_s=-1)
+
+
 def test_missing_peer_is_a_clear_error(tmp_path):
   with pytest.raises(FileNotFoundError, match="peer Python"):
     vs_peer.benchmark_vs_peer("tiny.py", small_config(), peer_python=str(tmp_path / "no"))

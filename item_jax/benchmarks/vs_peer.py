@@ -3,7 +3,7 @@
   python -m item_jax.cli.bench vs-peer --config tiny.py [--rounds 3] [--steps 20] \
       [--peer_steps 10] [--peer_python /tmp/peer/bin/python] \
       [--peer_script ../shared/bench/peer_vilt.py] [--allocator tcmalloc|glibc] \
-      [--precision float32|bfloat16]
+      [--precision float32|bfloat16] [--wait_quiet_s 180]
 
 The peer is Hugging Face ViLT in PyTorch with ITEm-like heads (MLM, MIM, ITM;
 `shared/bench/peer_vilt.py`, in a virtual environment of its own). Each round runs the
@@ -22,7 +22,10 @@ pool copes better, so nothing is quoted unless the machine is quiet: the 1-minut
 average must be under `max_load` at the start, and during every run the CPU time that
 other processes took (the machine's busy time from /proc/stat less this benchmark's own
 children) must stay under `max_foreign_cpu` of one core. Otherwise `quotable` is false, the
-medians are left out, and `refused` says why.
+medians are left out, and `refused` says why. A benchmark run just before (this one's own
+last pairing, say) lifts the 1-minute average for a minute or two after it ends:
+`wait_quiet_s` waits up to that many seconds for the average to fall under `max_load`
+before refusing, and the result says how long it waited.
 
 Both sides run on the same memory allocator (`--allocator`; default tcmalloc when it is
 installed, as the launch scripts run item_jax, else glibc's malloc; `item_jax/allocator.py`).
@@ -42,6 +45,7 @@ from item_jax import allocator as allocator_lib
 from item_jax import objectives
 
 DEFAULT_PEER_PYTHON = "/tmp/peer/bin/python"
+LOAD_POLL_SECONDS = 5.0
 DEFAULT_PEER_SCRIPT = os.path.join("..", "shared", "bench", "peer_vilt.py")
 PRECISIONS = ("float32", "bfloat16")
 PEER_AUTOCAST_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)),
@@ -73,6 +77,17 @@ def _timed_run(command: list[str], env: dict) -> tuple[dict, float]:
   return json.loads(lines[-1]), max(foreign, 0.0)
 
 
+def wait_for_quiet(max_load: float, wait_s: float) -> tuple[float, float]:
+  """(1-minute load average, seconds waited): polls until it is under `max_load` or
+  `wait_s` seconds have passed."""
+  start = time.monotonic()
+  load = os.getloadavg()[0]
+  while load >= max_load and time.monotonic() - start < wait_s:
+    time.sleep(min(LOAD_POLL_SECONDS, max(wait_s - (time.monotonic() - start), 0.0)))
+    load = os.getloadavg()[0]
+  return load, time.monotonic() - start
+
+
 def peer_arguments(config) -> list[str]:
   """The peer's flags for the dims of `config`."""
   m = config.model
@@ -86,7 +101,7 @@ def benchmark_vs_peer(config_spec: str, config, *, rounds: int = 3, steps: int =
                       peer_steps: int = 10, peer_python: str = DEFAULT_PEER_PYTHON,
                       peer_script: str = DEFAULT_PEER_SCRIPT, max_load: float = 1.0,
                       max_foreign_cpu: float = 0.15, allocator: str | None = None,
-                      precision: str = "float32") -> dict:
+                      precision: str = "float32", wait_quiet_s: float = 0.0) -> dict:
   """Alternates `rounds` item_jax and peer runs; see the module docstring."""
   if precision not in PRECISIONS:
     raise ValueError(f"precision {precision!r} is not one of {PRECISIONS}")
@@ -97,20 +112,24 @@ def benchmark_vs_peer(config_spec: str, config, *, rounds: int = 3, steps: int =
                               "shared/bench/README.md says")
   if rounds < 1:
     raise ValueError(f"rounds must be >= 1, got {rounds}")
+  if wait_quiet_s < 0:
+    raise ValueError(f"wait_quiet_s must be >= 0, got {wait_quiet_s}")
   if allocator is None:
     allocator = "tcmalloc" if allocator_lib.find_tcmalloc() else "glibc"
   env = allocator_lib.environment_with(allocator, dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
-  load_before = os.getloadavg()[0]
+  load_before, waited = wait_for_quiet(max_load, wait_quiet_s)
   result = dict(benchmark="vs_peer", config=config_spec, allocator=allocator,
                 precision=precision,
                 rounds=rounds, steps=steps,
                 peer_steps=peer_steps, cpu_count=os.cpu_count(),
                 load_average_1min_before=round(load_before, 2), max_load=max_load,
+                waited_for_quiet_s=round(waited, 1),
                 max_foreign_cpu_cores=max_foreign_cpu)
   if load_before >= max_load:
     return dict(result, quotable=False,
-                refused=f"1-minute load average {load_before:.2f} >= {max_load}: other work "
-                        "is running; wait for a quiet machine")
+                refused=f"1-minute load average {load_before:.2f} >= {max_load}"
+                        f" after waiting {waited:.0f} s: other work is running; wait for a "
+                        "quiet machine (or pass a longer --wait_quiet_s)")
   item_jax_command = [sys.executable, "-m", "item_jax.cli.bench", "train", "--config",
                       config_spec, "--steps", str(steps),
                       f"--config.objectives={objectives.ITEM_OBJECTIVES}",

@@ -52,6 +52,8 @@ def define_flags():
   flags.DEFINE_string("peer_python", vs_peer.DEFAULT_PEER_PYTHON, "vs-peer: Python with torch.")
   flags.DEFINE_string("peer_script", vs_peer.DEFAULT_PEER_SCRIPT, "vs-peer: the peer.")
   flags.DEFINE_float("max_load", 1.0, "vs-peer: refuse above this 1-minute load average.")
+  flags.DEFINE_float("wait_quiet_s", 0.0, "vs-peer: wait up to this long for the load "
+                     "average to fall under --max_load before refusing.")
   flags.DEFINE_enum("allocator", None, ["tcmalloc", "glibc"],
                     "vs-peer: the malloc both sides run on (default: tcmalloc if installed).")
   flags.DEFINE_enum("precision", "float32", list(vs_peer.PRECISIONS),
@@ -104,7 +106,8 @@ def main(argv):
     result = vs_peer.benchmark_vs_peer(
         spec, config, rounds=values.rounds, steps=values.steps, peer_steps=values.peer_steps,
         peer_python=values.peer_python, peer_script=values.peer_script,
-        max_load=values.max_load, allocator=values.allocator, precision=values.precision)
+        max_load=values.max_load, allocator=values.allocator, precision=values.precision,
+        wait_quiet_s=values.wait_quiet_s)
   else:
     from item_jax.benchmarks import input_throughput  # pylint: disable=g-import-not-at-top
     result = input_throughput.benchmark_input(config, data_dir=values.data_dir,
