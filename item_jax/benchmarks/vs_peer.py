@@ -45,9 +45,9 @@ from item_jax import allocator as allocator_lib
 from item_jax import objectives
 
 DEFAULT_PEER_PYTHON = "/tmp/peer/bin/python"
-LOAD_POLL_SECONDS = 5.0
 DEFAULT_PEER_SCRIPT = os.path.join("..", "shared", "bench", "peer_vilt.py")
 PRECISIONS = ("float32", "bfloat16")
+LOAD_POLL_SECONDS = 5.0  # How often `wait_for_quiet` reads the load average.
 PEER_AUTOCAST_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                     "peer_autocast.py")
 
