@@ -1,10 +1,13 @@
-"""What a step costs: counted FLOPs, a chip's peak, and XLA's memory analysis, as text.
+"""What a step costs: counted FLOPs, a chip's peak, XLA's memory analysis, and the host CPU.
 
 The trainer logs these at start-up; the train-step benchmark reports them as JSON (with
-MFU: counted FLOPs per second against the chip's bf16 peak).
+MFU: counted FLOPs per second against the chip's bf16 peak). CPU figures depend on the
+CPU's model and matrix features (a ratio against the peer moved from 0.96x on one Xeon to
+1.10x on one EPYC), so the benchmarks name it (`host_cpu`).
 """
 
 import math
+import os
 
 import jax
 
@@ -20,6 +23,28 @@ def peak_bf16_tflops(device_kind: str) -> float | None:
     if name.lower() in device_kind.lower():
       return peak
   return None
+
+
+# The CPU features that decide how fast the step's products run: AVX-512, its bf16 dot
+# product, and the AMX matrix units (bf16 products through XLA CPU and oneDNN).
+MATRIX_FEATURES = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+
+
+def host_cpu(cpuinfo_path: str = "/proc/cpuinfo") -> dict:
+  """The host CPU: its model name, core count and matrix features (Linux; else unknown)."""
+  model, flags = "unknown", set()
+  try:
+    with open(cpuinfo_path, encoding="utf-8", errors="replace") as cpuinfo:
+      for line in cpuinfo:
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and model == "unknown":
+          model = value.strip()
+        elif key.strip() == "flags" and not flags:
+          flags = set(value.split())
+  except OSError:
+    pass
+  return dict(model=model, cores=os.cpu_count(),
+              matrix_features=[name for name in MATRIX_FEATURES if name in flags])
 
 
 def flops_per_example(model_config) -> float:

@@ -3,6 +3,7 @@
 import pytest
 
 from conftest import small_config
+from item_jax import profiling
 from item_jax.benchmarks import vs_peer
 
 
@@ -129,3 +130,22 @@ def test_a_bfloat16_pairing_runs_both_sides_in_bf16(tmp_path, monkeypatch):
                               peer_script=str(peer_script), precision="bfloat16")
   with pytest.raises(ValueError, match="precision"):
     vs_peer.benchmark_vs_peer("tiny.py", small_config(), precision="float16")
+
+
+def test_the_result_names_the_host_cpu(tmp_path, monkeypatch):
+  cpuinfo = tmp_path / "cpuinfo"
+  cpuinfo.write_text("processor\t: 0\nmodel name\t: Example CPU 9000\n"
+                     "flags\t\t: fpu sse2 avx2 avx512f avx512_bf16 amx_bf16 amx_tile\n\n"
+                     "processor\t: 1\nmodel name\t: Example CPU 9000\nflags\t\t: fpu\n")
+  assert profiling.host_cpu(str(cpuinfo))["model"] == "Example CPU 9000"
+  assert profiling.host_cpu(str(cpuinfo))["matrix_features"] == [
+      "avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile"]
+  assert profiling.host_cpu(str(tmp_path / "absent"))["model"] == "unknown"
+  real_host_cpu = profiling.host_cpu
+  monkeypatch.setattr(profiling, "host_cpu", lambda: real_host_cpu(str(cpuinfo)))
+  monkeypatch.setattr(vs_peer, "_timed_run", lambda command, env: ({"examples_per_s": 4.0}, 0.0))
+  peer_python, peer_script = _peer_files(tmp_path)
+  result = vs_peer.benchmark_vs_peer("tiny.py", small_config(), rounds=1, max_load=1e9,
+                                     peer_python=str(peer_python),
+                                     peer_script=str(peer_script))
+  assert result["quotable"] and result["host_cpu"]["model"] == "Example CPU 9000"

@@ -59,6 +59,7 @@ def benchmark_train(config, *, steps: int = 20, warmup_steps: int = 2,
   return dict(
       benchmark="train_step", backend=jax.default_backend(),
       device_kind=jax.devices()[0].device_kind, num_devices=jax.device_count(),
+      host_cpu=profiling.host_cpu(),
       mesh=dict(setup.mesh.shape), global_batch_size=config.global_batch_size,
       compute_dtype=m.compute_dtype, steps=steps, compile_s=round(compile_s, 2),
       step_ms=round(1000 * step_s, 2), examples_per_s=round(examples_per_s, 2),

@@ -10,7 +10,8 @@ The peer is Hugging Face ViLT in PyTorch with ITEm-like heads (MLM, MIM, ITM;
 item_jax train-step benchmark and then the peer, as separate processes at the config's dims
 (width, layers, heads, MLP, image, patch, text slots, vocabulary, global batch); item_jax
 trains ITEm's five objectives (the peer has no contrastive views). The result is one JSON
-line: both sides' examples/s per round and their medians, the ratio's median and range.
+line: both sides' examples/s per round and their medians, the ratio's median and range, and
+the host CPU (`host_cpu`: the ratio depends on the CPU's model and matrix features).
 
 Both sides compute in one precision (`--precision`): float32, or bfloat16 mixed precision,
 where item_jax runs with `model.compute_dtype=bfloat16` and the peer under PyTorch's CPU
@@ -42,7 +43,7 @@ import sys
 import time
 
 from item_jax import allocator as allocator_lib
-from item_jax import objectives
+from item_jax import objectives, profiling
 
 DEFAULT_PEER_PYTHON = "/tmp/peer/bin/python"
 DEFAULT_PEER_SCRIPT = os.path.join("..", "shared", "bench", "peer_vilt.py")
@@ -122,6 +123,7 @@ def benchmark_vs_peer(config_spec: str, config, *, rounds: int = 3, steps: int =
                 precision=precision,
                 rounds=rounds, steps=steps,
                 peer_steps=peer_steps, cpu_count=os.cpu_count(),
+                host_cpu=profiling.host_cpu(),
                 load_average_1min_before=round(load_before, 2), max_load=max_load,
                 waited_for_quiet_s=round(waited, 1),
                 max_foreign_cpu_cores=max_foreign_cpu)
