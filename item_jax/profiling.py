@@ -1,13 +1,11 @@
 """What a step costs: counted FLOPs, a chip's peak, XLA's memory analysis, and the host CPU.
 
-The trainer logs these at start-up; the train-step benchmark reports them as JSON (with
+The trainer logs the costs at start-up; the train-step benchmark reports them as JSON (with
 MFU: counted FLOPs per second against the chip's bf16 peak). CPU figures depend on the
-CPU's model and matrix features (a ratio against the peer moved from 0.96x on one Xeon to
-1.10x on one EPYC), so the benchmarks name it (`host_cpu`).
+CPU's model and matrix features, so the benchmarks also name the host CPU (`host_cpu`).
 """
 
 import math
-import os
 
 import jax
 
@@ -31,7 +29,7 @@ MATRIX_FEATURES = ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
 
 
 def host_cpu(cpuinfo_path: str = "/proc/cpuinfo") -> dict:
-  """The host CPU: its model name, core count and matrix features (Linux; else unknown)."""
+  """The host CPU: its model name and matrix features (Linux; else unknown)."""
   model, flags = "unknown", set()
   try:
     with open(cpuinfo_path, encoding="utf-8", errors="replace") as cpuinfo:
@@ -43,8 +41,7 @@ def host_cpu(cpuinfo_path: str = "/proc/cpuinfo") -> dict:
           flags = set(value.split())
   except OSError:
     pass
-  return dict(model=model, cores=os.cpu_count(),
-              matrix_features=[name for name in MATRIX_FEATURES if name in flags])
+  return dict(model=model, matrix_features=[name for name in MATRIX_FEATURES if name in flags])
 
 
 def flops_per_example(model_config) -> float:
