@@ -1,7 +1,8 @@
 """Start-up validation of a config: every bad value fails with a message naming its field."""
 
-from item_jax.model import BLOCK_NORMS, GELUS
-from item_jax.objectives import CONTRASTIVE_VIEW_NEEDS, OBJECTIVE_NAMES, OBJECTIVES_BY_NAME
+from item_jax.model import BLOCK_NORMS, GELUS, PATCH_STEMS
+from item_jax.objectives import (CONTRASTIVE_VIEW_NEEDS, OBJECTIVE_NAMES, OBJECTIVES_BY_NAME,
+                                 parse_view_pairs)
 
 MODALITY_NAMES = ("text", "image")
 MASKING_MODES = ("joint", "modality_aware")
@@ -38,6 +39,12 @@ def check_config(config) -> None:
            f"must be in [0, 1), got {model.dropout_rate}")
   _require(model.get("block_norm", "pre") in BLOCK_NORMS, "model.block_norm",
            f"{model.get('block_norm')!r} is not one of {BLOCK_NORMS}")
+  _require(model.get("patch_stem", "linear") in PATCH_STEMS, "model.patch_stem",
+           f"{model.get('patch_stem')!r} is not one of {PATCH_STEMS}")
+  if model.get("patch_stem", "linear") == "conv":
+    _require(model.patch_size >= 2 and model.patch_size & (model.patch_size - 1) == 0,
+             "model.patch_size", f"the conv stem halves the photo log2(P) times: P must be "
+             f"a power of two >= 2, got {model.patch_size}")
   _require(model.get("gelu", "tanh") in GELUS, "model.gelu",
            f"{model.get('gelu')!r} is not one of {tuple(GELUS)}")
   _require(model.get("layer_norm_epsilon", 1e-6) > 0, "model.layer_norm_epsilon",
@@ -82,6 +89,17 @@ def check_config(config) -> None:
     min_scale = config.contrastive.image_crop_min_scale
     _require(0.0 < min_scale <= 1.0, "contrastive.image_crop_min_scale",
              f"must be in (0, 1] (1: no crop), got {min_scale}")
+    try:
+      pairs = parse_view_pairs(config.contrastive.get("cross_views", ""))
+    except ValueError as error:
+      raise ConfigError(f"config.contrastive.cross_views: {error}") from None
+    for pair in pairs:
+      _require(pair[0] != pair[1] and all(view in views for view in pair),
+               "contrastive.cross_views",
+               f"pair {'-'.join(pair)!r} must join two different views of "
+               f"config.contrastive.views ({config.contrastive.views!r})")
+    _require(config.contrastive.get("cross_view_weight", 1.0) >= 0, "contrastive.cross_view_weight",
+             f"must be >= 0, got {config.contrastive.cross_view_weight}")
 
   masking = config.masking
   _require(masking.mode in MASKING_MODES, "masking.mode",

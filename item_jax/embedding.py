@@ -32,6 +32,19 @@ def local_mesh() -> jax.sharding.Mesh:
 def make_embed_fn(model_config, mesh: jax.sharding.Mesh | None = None, *,
                   batch_size: int | None = None) -> EmbedFn:
   """The jitted, sharded embedding of host batches for the model `model_config` describes."""
+  return make_apply_fn(model_config, ItemModel.embed, model_config.embed_dim, mesh,
+                       batch_size=batch_size)
+
+
+def make_match_fn(model_config, mesh: jax.sharding.Mesh | None = None, *,
+                  batch_size: int | None = None) -> EmbedFn:
+  """Like `make_embed_fn`, but returns the ITM head's logits [rows, 2] of each pair."""
+  return make_apply_fn(model_config, ItemModel.match_logits, 2, mesh, batch_size=batch_size)
+
+
+def make_apply_fn(model_config, method, out_width: int, mesh: jax.sharding.Mesh | None = None,
+                  *, batch_size: int | None = None) -> EmbedFn:
+  """A jitted, sharded `method(*MODEL_INPUT_KEYS) -> [rows, out_width]` over host batches."""
   model = model_from_config(model_config)
   mesh = mesh or local_mesh()
   rows = sharding.batch_sharding(mesh)
@@ -45,7 +58,7 @@ def make_embed_fn(model_config, mesh: jax.sharding.Mesh | None = None, *,
   def embed(params, inputs):
     return jax.lax.with_sharding_constraint(
         model.apply({"params": params}, *(inputs[key] for key in batch_lib.MODEL_INPUT_KEYS),
-                    method=ItemModel.embed),
+                    method=method),
         replicated)
 
   placed = {}
@@ -62,7 +75,7 @@ def make_embed_fn(model_config, mesh: jax.sharding.Mesh | None = None, *,
   def embed_host_batch(params, host_batch):
     num_rows = len(host_batch["text_tokens"])
     if num_rows == 0:
-      return np.zeros((0, model_config.embed_dim), np.float32)
+      return np.zeros((0, out_width), np.float32)
     target = batch_size or -(-num_rows // parallel) * parallel
     if num_rows > target:
       raise ValueError(f"{num_rows} rows do not fit the fixed batch_size {target}")

@@ -17,7 +17,8 @@ from item_jax.objectives import CONSOLE_METRICS
 # to the JSONL and TensorBoard only.
 CONSOLE_KEYS = ("loss",) + CONSOLE_METRICS + (
     "grad_norm", "learning_rate", "retrieval.recall@1", "retrieval.recall@10", "retrieval.map@r",
-    "retrieval_no_title.recall@1", "retrieval_no_image.recall@1")
+    "retrieval_no_title.recall@1", "retrieval_no_image.recall@1",
+    "linear_probe_no_title.top1_accuracy", "itm.accuracy")
 
 
 def _format_duration(seconds: float) -> str:

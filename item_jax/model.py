@@ -86,6 +86,7 @@ def _dense(features, axes, dtype, name, use_bias=True, zero_init=False):
 
 
 BLOCK_NORMS = ("pre", "post")
+PATCH_STEMS = ("linear", "conv")
 GELUS = {"tanh": True, "exact": False}  # model.gelu -> nn.gelu's `approximate`.
 DEFAULT_LAYER_NORM_EPSILON = 1e-6
 
@@ -222,6 +223,36 @@ class _ConcatenatedInputDense(nn.Module):
     return per_row[:, None, :] + jnp.take(per_slot, slots, axis=0)            # [B, K, F]
 
 
+class ConvStem(nn.Module):
+  """Patch embeddings from a small convolutional stem instead of one linear map per patch.
+
+  log2(P) 3x3 convolutions of stride 2 (GELU between them), widening to `hidden_dim` by
+  doubling, bring the S x S photo to the (S/P) x (S/P) patch grid; a Dense maps each grid
+  cell to the model width. The result has the linear patch embedding's shape and
+  position, so the sequence, the masking and the heads are unchanged; the patches are
+  still a fixed grid (no regions of interest). Early convolutions give the transformer
+  the locality that a linear map of raw pixels lacks, and optimise far faster on
+  little data (docs/experiments.md, section 7).
+  """
+  hidden_dim: int
+  patch_size: int
+  dtype: Any
+
+  @nn.compact
+  def __call__(self, images: Array) -> Array:
+    """images [B, S, S, 3] -> [B, (S/P)^2, hidden_dim]."""
+    num_convs = self.patch_size.bit_length() - 1
+    x = images.astype(self.dtype)
+    for index in range(num_convs):
+      width = max(16, self.hidden_dim >> (num_convs - 1 - index))
+      x = nn.Conv(width, (3, 3), strides=2, padding=1, dtype=self.dtype,
+                  kernel_init=_param(nn.initializers.he_normal(), None, None, None, None),
+                  bias_init=_param(nn.initializers.zeros, None), name=f"conv_{index}")(x)
+      x = ops.gelu(x, True)
+    x = einops.rearrange(x, "b h w c -> b (h w) c")
+    return _dense(self.hidden_dim, ("pixels", "embed"), self.dtype, "projection")(x)
+
+
 class ItemModel(nn.Module):
   """Single-stream image-text encoder with the ITEm objective heads."""
   vocab_size: int
@@ -241,6 +272,7 @@ class ItemModel(nn.Module):
   text_embedding_norm: bool = False             # BERT's LayerNorm over text embeddings.
   layer_norm_epsilon: float = DEFAULT_LAYER_NORM_EPSILON
   gelu: str = "tanh"                            # GELUS.
+  patch_stem: str = "linear"                    # PATCH_STEMS.
 
   @property
   def num_patches(self) -> int:
@@ -263,8 +295,11 @@ class ItemModel(nn.Module):
         (self.num_patches, self.hidden_dim))
     self.modality_type = self.param(
         "modality_type", _param(init_embed, None, "embed"), (2, self.hidden_dim))
-    self.patch_embedding = _dense(self.hidden_dim, ("pixels", "embed"), self.dtype,
-                                  "patch_embedding")
+    if self.patch_stem == "conv":
+      self.conv_stem = ConvStem(self.hidden_dim, self.patch_size, self.dtype, name="conv_stem")
+    else:
+      self.patch_embedding = _dense(self.hidden_dim, ("pixels", "embed"), self.dtype,
+                                    "patch_embedding")
     self.patch_mask_vector = self.param(
         "patch_mask_vector", _param(init_embed, "embed"), (self.hidden_dim,))
     if self.text_embedding_norm:
@@ -324,7 +359,7 @@ class ItemModel(nn.Module):
       tokens = self.text_embedding_norm_layer(tokens).astype(self.dtype)
     parts, key_masks = [tokens], [text_mask]
     if images is not None:
-      patches = self.patch_embedding(patchify(images, self.patch_size).astype(self.dtype))
+      patches = self._embed_patches(images, masked_patches)
       if masked_patches is not None:
         selected = masked_patches[..., None].astype(self.dtype)
         patches = (patches * (1 - selected)
@@ -344,6 +379,19 @@ class ItemModel(nn.Module):
     states = self.final_norm(x) if self.block_norm == "pre" else x.astype(jnp.float32)
     return dict(sequence_states=states, cls_state=states[:, 0], key_mask=key_mask)
 
+  def _embed_patches(self, images: Array, masked_patches: Array | None) -> Array:
+    """[B, S, S, 3] -> [B, m, D] patch embeddings, before the mask vector and positions."""
+    if self.patch_stem != "conv":
+      return self.patch_embedding(patchify(images, self.patch_size).astype(self.dtype))
+    if masked_patches is not None:
+      # A conv stem's cells see past their own patch: blank the masked patches' pixels
+      # first, so that no neighbouring cell carries what MIM is asked to predict.
+      grid = self.image_size // self.patch_size
+      keep = 1 - einops.repeat(masked_patches.astype(images.dtype), "b (h w) -> b (h p1) (w p2) 1",
+                               h=grid, p1=self.patch_size, p2=self.patch_size)
+      images = images * keep
+    return self.conv_stem(images)
+
   def embed_product(self, cls_state: Array) -> Array:
     """The product embedding: projection of the final `[CLS]` state, L2-normalised."""
     projected = self.embedding_projection(cls_state.astype(jnp.float32))
@@ -352,6 +400,10 @@ class ItemModel(nn.Module):
   def embed(self, text_tokens, text_mask, images, has_image) -> Array:
     """Encodes and returns the L2-normalised product embedding [B, embed_dim]."""
     return self.embed_product(self.encode(text_tokens, text_mask, images, has_image)["cls_state"])
+
+  def match_logits(self, text_tokens, text_mask, images, has_image) -> Array:
+    """Encodes title-photo pairs and returns the ITM head's logits [B, 2] (1: matched)."""
+    return self.itm_logits(self.encode(text_tokens, text_mask, images, has_image)["cls_state"])
 
   # --- Heads ---------------------------------------------------------------------------
 
@@ -413,4 +465,5 @@ def model_from_config(model_config) -> ItemModel:
       text_embedding_norm=bool(model_config.get("text_embedding_norm", False)),
       layer_norm_epsilon=float(model_config.get("layer_norm_epsilon",
                                                 DEFAULT_LAYER_NORM_EPSILON)),
-      gelu=model_config.get("gelu", "tanh"))
+      gelu=model_config.get("gelu", "tanh"),
+      patch_stem=model_config.get("patch_stem", "linear"))

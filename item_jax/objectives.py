@@ -134,6 +134,18 @@ CONSOLE_METRICS = (tuple(key for o in OBJECTIVES for key in o.metrics if key.end
                            if not key.endswith("_loss")))
 
 
+def parse_view_pairs(text: str) -> tuple[tuple[str, str], ...]:
+  """"title-image,..." -> (("title", "image"), ...): the contrastive views set against each other."""
+  pairs = []
+  for item in text.split(","):
+    if item.strip():
+      parts = tuple(part.strip() for part in item.split("-"))
+      if len(parts) != 2 or not all(parts):
+        raise ValueError(f"a cross-view pair is written FIRST-SECOND, got {item.strip()!r}")
+      pairs.append(parts)
+  return tuple(pairs)
+
+
 def enabled_objectives(config) -> tuple[str, ...]:
   return tuple(name.strip() for name in config.objectives.split(",") if name.strip())
 
@@ -174,6 +186,8 @@ def make_objective_fns(model: ItemModel, config) -> ObjectiveFns:
   masks_image = any(OBJECTIVES_BY_NAME[name].masks == "image" for name in objectives)
   contrastive_views = (tuple(view.strip() for view in config.contrastive.views.split(",")
                              if view.strip()) if "contrastive" in objectives else ())
+  cross_view_pairs = (parse_view_pairs(config.contrastive.get("cross_views", ""))
+                      if "contrastive" in objectives else ())
 
   def masked_inputs(batch, images, rng):
     """Masking draws over one batch: the encoder's inputs and the selected slots."""
@@ -283,18 +297,32 @@ def make_objective_fns(model: ItemModel, config) -> ObjectiveFns:
     anchors = model.apply({"params": params}, anchor_cls, method=ItemModel.embed_product)
     # A listing whose photo ITM swapped is not an anchor of itself.
     anchor_weights = targets["matched"].astype(jnp.float32) * targets["valid"]
-    losses, accuracies = [], []
+    losses, accuracies, embedded = [], [], {}
     for index, view in enumerate(contrastive_views):
       view_rng, dropout_rng = jax.random.split(jax.random.fold_in(rng, index))
       inputs, view_weights = view_inputs(view, batch, view_rng)
       views = model.apply({"params": params}, encode(params, inputs, dropout_rng)["cls_state"],
                           method=ItemModel.embed_product)
+      embedded[view] = (views, view_weights)
       loss, accuracy = info_nce(anchors, views, anchor_weights, view_weights,
                                 config.contrastive.temperature,
                                 config.contrastive.hard_negative_beta)
       losses.append(loss)
       accuracies.append(accuracy)
-    return sum(losses) / len(losses), sum(accuracies) / len(accuracies)
+    # View against view (CLIP's title <-> photo): unlike the listing anchor, which holds the
+    # very pixels of the image view, the title view shares nothing with the photo but what
+    # both show (the category), so the image view must learn to see it.
+    cross_losses = []
+    for first, second in cross_view_pairs:
+      (first_views, first_weights), (second_views, second_weights) = (embedded[first],
+                                                                      embedded[second])
+      loss, _ = info_nce(first_views, second_views, first_weights, second_weights,
+                         config.contrastive.temperature, config.contrastive.hard_negative_beta)
+      cross_losses.append(loss)
+    loss = sum(losses) / len(losses)
+    if cross_losses:
+      loss = loss + config.contrastive.cross_view_weight * sum(cross_losses) / len(cross_losses)
+    return loss, sum(accuracies) / len(accuracies)
 
   def loss(params, batch, rng):
     draw_rng, dropout_rng, view_rng = jax.random.split(rng, 3)

@@ -82,5 +82,5 @@ def model_config(block_norm: str, text_embedding_norm: bool, vocab_size: int = l
                       max_text_len=16, embed_dim=16, image_size=dims["image_size"],
                       patch_size=dims["patch_size"], block_norm=block_norm,
                       text_embedding_norm=text_embedding_norm, layer_norm_epsilon=1e-12,
-                      gelu="exact")
+                      gelu="exact", patch_stem="linear")  # ViT's patch embedding.
   return config

@@ -40,3 +40,16 @@ def test_the_check_fails_when_a_global_head_loses_the_cls_state(catalog_shards, 
   failures = memorisation.check_memorised(result)
   assert any(failure.startswith("gmlm accuracy") for failure in failures), result
   assert not any(failure.startswith("mlm accuracy") for failure in failures), result
+
+
+def test_the_supervised_image_probe_reports_a_falling_loss_and_a_validation_curve(
+    catalog_shards):
+  """`bench image-probe`: the encoder, trained on the category from photos alone, learns."""
+  import math  # pylint: disable=g-import-not-at-top
+  from item_jax.benchmarks import supervised_image_probe  # pylint: disable=g-import-not-at-top
+  config = small_config(**{"optimizer.learning_rate": 2e-3, "optimizer.warmup_steps": 10})
+  result = supervised_image_probe.probe_image_path(config, catalog_shards, steps=120,
+                                                   eval_every=60)
+  assert result["patch_stem"] == "conv" and sorted(result["validation_accuracy"]) == [60, 120]
+  assert all(0.0 <= value <= 1.0 for value in result["validation_accuracy"].values())
+  assert result["final_train_loss"] < 0.7 * math.log(result["num_classes"]), result

@@ -319,3 +319,52 @@ def test_token_prediction_is_optax_cross_entropy_and_the_argmax_accuracy():
   theirs = jax.grad(lambda x: (optax.softmax_cross_entropy_with_integer_labels(x, targets)
                                * weights).sum() / weights.sum())(logits)
   np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-7)
+
+
+def test_title_image_cross_view_adds_a_clip_term_that_reaches_the_image_path():
+  """`contrastive.cross_views=title-image` sets the two views against each other as well."""
+  base = dict(objectives="mlm,contrastive", **{"contrastive.views": "title,image"})
+  config, model, params, batch = _setup(**base)
+  cross_config = _setup(**base, **{"contrastive.cross_views": "title-image",
+                                   "contrastive.cross_view_weight": 2.0})[0]
+  rng = jax.random.key(0)
+
+  def contrastive(config, params):
+    return objectives.make_objective_fns(model, config).loss(params, batch, rng)[1][
+        "contrastive_loss"]
+
+  plain, crossed = float(contrastive(config, params)), float(contrastive(cross_config, params))
+  # The extra term is the InfoNCE between the title-only and image-only embeddings.
+  def embedded(view):
+    if view == "title":
+      inputs = dict(text_tokens=batch["text_tokens"], text_mask=batch["text_mask"], images=None,
+                    has_image=jnp.zeros_like(batch["has_image"]))
+    else:
+      empty = batch_lib.remove_titles(batch["text_tokens"][:, :2], batch["text_mask"][:, :2])
+      inputs = dict(text_tokens=empty["text_tokens"], text_mask=empty["text_mask"],
+                    images=batch["image"], has_image=batch["has_image"])
+    cls = model.apply({"params": params}, **inputs, method=ItemModel.encode)["cls_state"]
+    return model.apply({"params": params}, cls, method=ItemModel.embed_product)
+  ones = jnp.ones((16,))
+  clip, _ = objectives.info_nce(embedded("title"), embedded("image"), ones, ones,
+                                config.contrastive.temperature,
+                                config.contrastive.hard_negative_beta)
+  assert crossed == pytest.approx(plain + 2.0 * float(clip), rel=1e-4)
+
+  # Without the pair, the stem's patch embedding gets gradient only through the image view's
+  # match with the listing; the pair adds the title's pull on the photo.
+  grads = jax.grad(lambda p: contrastive(cross_config, p) - contrastive(config, p))(params)
+  assert float(jnp.abs(grads["conv_stem"]["conv_0"]["kernel"]).max()) > 0
+  assert float(jnp.abs(grads["token_embedding"]["embedding"]).max()) > 0
+
+
+@pytest.mark.parametrize("cross_views, message", [
+    ("title-audio", "must join two different views"),
+    ("title-title", "must join two different views"),
+    ("title", "FIRST-SECOND"),
+])
+def test_cross_views_are_checked_at_start_up(cross_views, message):
+  from item_jax import config_check  # pylint: disable=g-import-not-at-top
+  with pytest.raises(config_check.ConfigError, match=message):
+    config_check.check_config(small_config(**{"objectives": "mlm,contrastive",
+                                              "contrastive.cross_views": cross_views}))

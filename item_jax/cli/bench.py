@@ -8,6 +8,8 @@
   python -m item_jax.cli.bench vs-peer --config tiny.py [--rounds 3] [--steps 20] \
       [--peer_steps 10] [--peer_python /tmp/peer/bin/python] [--max_load 1.0] \
       [--allocator tcmalloc|glibc]
+  python -m item_jax.cli.bench image-probe --config demo.py --data_dir runs/demo/shards \
+      [--steps 600]
   python -m item_jax.cli.bench search [--gallery_rows 1000000 --width 256 --queries 2048 --k 10]
   python -m item_jax.cli.bench convert --manifest M.jsonl [--image_size 64 --worker_counts 1,2]
 
@@ -15,7 +17,9 @@
 (`item_jax/benchmarks/train_throughput.py`); `input` times the host tf.data pipeline (read,
 parse, decode, resize, normalise, batch; `benchmarks/input_throughput.py`); `memorise`
 trains on one fixed batch of real listings and reports whether every objective learns it
-(`benchmarks/memorisation.py`); `vs-peer` alternates `train` with the PyTorch peer at the
+(`benchmarks/memorisation.py`); `image-probe` trains the encoder supervised on the
+category from photos alone, a diagnostic of the image path (`benchmarks/
+supervised_image_probe.py`); `vs-peer` alternates `train` with the PyTorch peer at the
 same dims and quotes medians only on a quiet machine (`benchmarks/vs_peer.py`); `search`
 times exact top-k over a synthetic gallery, on one device and sharded over all
 (`benchmarks/search_throughput.py`); `convert` times the whole converter on the
@@ -30,8 +34,9 @@ from ml_collections import config_flags
 from item_jax import configs
 from item_jax.cli import common
 
-COMMANDS = ("train", "input", "memorise", "vs-peer", "search", "convert")
+COMMANDS = ("train", "input", "memorise", "image-probe", "vs-peer", "search", "convert")
 MEMORISE_DEFAULT_STEPS = 300
+IMAGE_PROBE_DEFAULT_STEPS = 600
 
 
 def define_flags():
@@ -41,7 +46,8 @@ def define_flags():
                        "fastest block's (compare two versions with --blocks 6 --steps 6).")
   flags.DEFINE_integer("batches", 50, "Timed input batches.")
   flags.DEFINE_integer("warmup_batches", 5, "input: batches read before timing.")
-  flags.DEFINE_string("data_dir", None, "Shards to read (input); default: synthetic.")
+  flags.DEFINE_string("data_dir", None, "Shards to read (input; default: synthetic), or to "
+                      "train on (memorise, image-probe).")
   flags.DEFINE_integer("examples", 16, "memorise: listings in the fixed batch.")
   flags.DEFINE_float(
       "train_examples_per_s", None,
@@ -100,6 +106,12 @@ def main(argv):
     batch = memorisation.first_listings(config, values.data_dir, values.examples)
     result = memorisation.memorise(config, batch, steps=steps)
     result["failures"] = memorisation.check_memorised(result)
+  elif argv[1] == "image-probe":
+    from item_jax.benchmarks import supervised_image_probe  # pylint: disable=g-import-not-at-top
+    if not values.data_dir:
+      raise app.UsageError("image-probe needs --data_dir (converted shards)")
+    steps = values.steps if values["steps"].present else IMAGE_PROBE_DEFAULT_STEPS
+    result = supervised_image_probe.probe_image_path(config, values.data_dir, steps=steps)
   elif argv[1] == "vs-peer":
     from item_jax.benchmarks import vs_peer  # pylint: disable=g-import-not-at-top
     spec = config_flags.get_config_filename(values["config"])

@@ -4,6 +4,7 @@ Every variant uses the default recipe (`item_jax/configs/defaults.py`: the five 
 objectives plus the contrastive extension, docs/experiments.md) with pieces taken away:
   (a) text_only:        MLM + GMLM + contrastive (title view), the model sees titles only.
   (b) image_only:       MIM + GMIM + contrastive (image view), the model sees photos only.
+      (Neither has the title <-> photo pair of views: each sees one modality.)
   (c) no_global:        ITM + MLM + MIM + contrastive (ITEm without its global objectives).
   (d) full:             ITM + MLM + MIM + GMLM + GMIM + contrastive (the default recipe).
   (e) item_paper:       the five ITEm objectives alone, exactly as the paper has them.
@@ -24,14 +25,15 @@ One of them:
 from item_jax.configs import defaults, demo
 
 _ITEM = defaults.ITEM_OBJECTIVES
-# variant -> (objectives, modalities, contrastive views)
+_CROSS = defaults.default_config().contrastive.cross_views
+# variant -> (objectives, modalities, contrastive views, views set against each other)
 VARIANTS = {
-    "text_only": ("mlm,gmlm,contrastive", "text", "title"),
-    "image_only": ("mim,gmim,contrastive", "image", "image"),
-    "no_global": ("itm,mlm,mim,contrastive", "text,image", "title,image"),
-    "full": (f"{_ITEM},contrastive", "text,image", "title,image"),
-    "item_paper": (_ITEM, "text,image", "title,image"),
-    "contrastive_only": ("contrastive", "text,image", "title,image"),
+    "text_only": ("mlm,gmlm,contrastive", "text", "title", ""),
+    "image_only": ("mim,gmim,contrastive", "image", "image", ""),
+    "no_global": ("itm,mlm,mim,contrastive", "text,image", "title,image", _CROSS),
+    "full": (f"{_ITEM},contrastive", "text,image", "title,image", _CROSS),
+    "item_paper": (_ITEM, "text,image", "title,image", _CROSS),
+    "contrastive_only": ("contrastive", "text,image", "title,image", _CROSS),
 }
 
 
@@ -40,6 +42,6 @@ def get_config(arg="full"):
   if arg not in VARIANTS:
     raise ValueError(f"ablation.py: unknown variant {arg!r}; one of {list(VARIANTS)}")
   config = demo.get_config()
-  config.objectives, config.modalities, config.contrastive.views = VARIANTS[arg]
+  (config.objectives, config.modalities, config.contrastive.views,
+   config.contrastive.cross_views) = VARIANTS[arg]
   return config
-

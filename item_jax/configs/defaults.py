@@ -41,6 +41,11 @@ def default_config() -> ml_collections.ConfigDict:
   config.model.text_embedding_norm = False
   config.model.layer_norm_epsilon = 1e-6
   config.model.gelu = "tanh"
+  # Patch embeddings: "conv" (a stack of stride-2 3x3 convolutions down to the patch
+  # grid; `ConvStem` in item_jax/model.py; needs a power-of-two patch size) or "linear"
+  # (ViT's one linear map per patch; what a ViT checkpoint imports into). With a linear
+  # stem the image side did not learn at the main job's budget (docs/experiments.md, C04).
+  config.model.patch_stem = "conv"
 
   # Start from pretrained checkpoints instead of random weights (item_jax/interop/):
   # text_from: a Hugging Face BERT directory (config.json, model.safetensors, vocab.txt);
@@ -70,6 +75,12 @@ def default_config() -> ml_collections.ConfigDict:
   # The image view is a random square crop of this much of the side or more (1.0: none),
   # resized back and mirrored half of the time.
   config.contrastive.image_crop_min_scale = 1.0
+  # Views also set against each other, as "FIRST-SECOND" pairs (both in `views`):
+  # "title-image" is CLIP's title <-> photo InfoNCE, weighted by `cross_view_weight`. The
+  # photo then has to show what the title says, not only match its own pixels in the
+  # listing (docs/experiments.md, section 7); "" turns it off.
+  config.contrastive.cross_views = "title-image"
+  config.contrastive.cross_view_weight = 1.0
   # > 0: the negatives most like the anchor weigh most (objectives.info_nce).
   config.contrastive.hard_negative_beta = 5.0
   # MIM/GMIM targets are per-patch normalised pixels: (p - mean) / sqrt(var + this), with

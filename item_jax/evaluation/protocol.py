@@ -5,7 +5,11 @@ On the converter's splits (product groups never cross splits):
   * same-product retrieval on the test split (unseen products): every listing whose group
     has another member queries all other test listings; Recall@1/5/10 and mAP@R;
   * category prediction on frozen embeddings: a linear probe and cosine k-NN, fitted on
-    the train split and scored on the test split; top-1 accuracy and macro-F1;
+    the train split and scored on the test split; top-1 accuracy and macro-F1; and the
+    same linear probe on image-only embeddings (every title removed, train and test):
+    what the model knows of a product from its photo;
+  * image-text matching: the ITM head's accuracy on a fixed draw of test pairs, each
+    listing with its own photo and with another group's (`item_jax/evaluation/matching.py`);
   * modality balance: the same retrieval with each query's title removed, and with its
     image removed (through the attention masks), against the full gallery; the drops in
     Recall@1 say how much the embedding leans on each modality;
@@ -29,7 +33,7 @@ from absl import logging
 from item_jax import batch as batch_lib
 from item_jax import embedding, objectives, sharding, train_step
 from item_jax.data import dataset_info, input_pipeline
-from item_jax.evaluation import baselines, classification, plots, report, retrieval
+from item_jax.evaluation import baselines, classification, matching, plots, report, retrieval
 from item_jax.model import model_from_config
 
 REMOVALS = batch_lib.REMOVALS
@@ -38,6 +42,8 @@ UNTRAINED = "untrained"
 
 # (numpy eval batch, removal) -> [B, D] embeddings of every row of the batch.
 Embedder = Callable[[dict, str | None], np.ndarray]
+# Train listings whose image-only embeddings fit the trainer's periodic image-only probe.
+VALIDATION_PROBE_TRAIN_EXAMPLES = 2000
 
 
 class SplitEmbeddings:
@@ -60,6 +66,16 @@ def model_embedder(params, config, embed_fn: Callable | None = None) -> Embedder
   return embed
 
 
+def model_matcher(params, config, match_fn: Callable | None = None
+                  ) -> matching.Matcher | None:
+  """The model's ITM logits of title-photo pairs; None for a model that cannot match them."""
+  if ("itm" not in objectives.enabled_objectives(config)
+      or set(objectives.enabled_modalities(config)) != {"text", "image"}):
+    return None
+  match_fn = match_fn or embedding.make_match_fn(config.model)
+  return lambda inputs: match_fn(params, inputs)
+
+
 def baseline_embedder(baseline: baselines.Baseline) -> Embedder:
   """A classical reference's embedding of a batch (it reads the titles and the photos)."""
   def embed(batch, removal):
@@ -71,14 +87,21 @@ def baseline_embedder(baseline: baselines.Baseline) -> Embedder:
 
 def embed_split_with(embedders: dict[str, Embedder], config, data_dir: str, split: str, *,
                      removals=REMOVALS, batch_size: int = 64,
-                     max_examples: int | None = None) -> dict[str, SplitEmbeddings]:
-  """Embeds a split in one pass with every embedder, once per requested removal."""
+                     max_examples: int | None = None,
+                     pair_source: matching.PairSource | None = None
+                     ) -> dict[str, SplitEmbeddings]:
+  """Embeds a split in one pass with every embedder, once per requested removal.
+
+  `pair_source`, when given, also gathers the split's listings for ITM in the same pass.
+  """
   vectors = {name: {removal: [] for removal in removals} for name in embedders}
   groups, categories, ids = [], [], []
   for batch, batch_ids in input_pipeline.iterate_eval_batches(
       data_dir, split, image_size=config.model.image_size,
       max_text_len=config.model.max_text_len, batch_size=batch_size, with_titles=True):
     valid = batch["valid"].astype(bool)
+    if pair_source is not None:
+      pair_source.add(batch)
     for name, embed in embedders.items():
       for removal in removals:
         vectors[name][removal].append(embed(batch, removal)[valid])
@@ -135,30 +158,51 @@ def downstream_metrics(test: SplitEmbeddings, train: SplitEmbeddings,
   metrics["knn"] = classification.knn_classify(
       train.full, train.categories, test.full, test.categories, num_classes=num_classes,
       k=min(10, len(train.full)))
+  if train.without_title is not None and test.without_title is not None:
+    metrics["linear_probe_no_title"] = image_only_probe(train, test, num_classes)
   return metrics
+
+
+def image_only_probe(train: SplitEmbeddings, test: SplitEmbeddings, num_classes: int) -> dict:
+  """The linear probe on embeddings of the photos alone (titles removed on both sides)."""
+  return classification.linear_probe(train.without_title, train.categories,
+                                     test.without_title, test.categories,
+                                     num_classes=num_classes)
 
 
 def reference_embedders(config, data_dir: str, max_train_examples: int) -> dict[str, Embedder]:
   """The untrained encoder (same config, step 0) and the classical baselines."""
   train_titles = input_pipeline.read_titles(data_dir, "train", max_examples=max_train_examples)
-  embedders = {UNTRAINED: model_embedder(
-      train_step.initial_params(model_from_config(config.model), config.seed), config)}
+  embedders = {UNTRAINED: model_embedder(untrained_params(config), config)}
   for baseline in baselines.fit_baselines(train_titles):
     embedders[baseline.name] = baseline_embedder(baseline)
   return embedders
 
 
+def untrained_params(config):
+  """The reference encoder: the same config at step 0."""
+  return train_step.initial_params(model_from_config(config.model), config.seed)
+
+
 def evaluate_embedders(embedders: dict[str, Embedder], config, data_dir: str, *,
-                       max_train_examples: int = 50_000) -> dict[str, tuple[dict, SplitEmbeddings]]:
-  """Every downstream metric of every embedder: {name: (metrics, test embeddings)}."""
+                       max_train_examples: int = 50_000,
+                       matchers: dict[str, matching.Matcher] | None = None
+                       ) -> dict[str, tuple[dict, SplitEmbeddings]]:
+  """Every downstream metric of every embedder: {name: (metrics, test embeddings)}.
+
+  `matchers` (name -> ITM logits) add `itm`: accuracy on the test split's fixed pairs.
+  """
   info = dataset_info.load_dataset_info(data_dir)
-  test = embed_split_with(embedders, config, data_dir, "test")
-  train = embed_split_with(embedders, config, data_dir, "train", removals=(None,),
+  pairs = matching.PairSource()
+  test = embed_split_with(embedders, config, data_dir, "test", pair_source=pairs)
+  train = embed_split_with(embedders, config, data_dir, "train", removals=(None, "title"),
                            max_examples=max_train_examples)
   num_classes = max(len(info["categories"]), 1)
   results = {}
   for name in embedders:
     metrics = downstream_metrics(test[name], train[name], num_classes)
+    if matchers and matchers.get(name) is not None:
+      metrics["itm"] = matching.itm_accuracy(matchers[name], pairs)
     metrics["data"] = dict(dir=os.path.abspath(data_dir), num_test=len(test[name].ids),
                            num_train_for_probe=len(train[name].ids))
     results[name] = (metrics, test[name])
@@ -169,7 +213,9 @@ def evaluate_references(config, data_dir: str, *,
                         max_train_examples: int = 50_000) -> dict[str, dict]:
   """{reference name: metrics}: the untrained encoder and the classical baselines."""
   results = evaluate_embedders(reference_embedders(config, data_dir, max_train_examples),
-                               config, data_dir, max_train_examples=max_train_examples)
+                               config, data_dir, max_train_examples=max_train_examples,
+                               matchers={UNTRAINED: model_matcher(untrained_params(config),
+                                                                  config)})
   return {name: metrics for name, (metrics, _) in results.items()}
 
 
@@ -183,10 +229,12 @@ def evaluate_params(params, config, data_dir: str, *, out_dir: str | None = None
   the same pass over the same splits.
   """
   embedders = {TRAINED: model_embedder(params, config)}
+  matchers = {TRAINED: model_matcher(params, config)}
   if with_references:
     embedders.update(reference_embedders(config, data_dir, max_train_examples))
+    matchers[UNTRAINED] = model_matcher(untrained_params(config), config)
   results = evaluate_embedders(embedders, config, data_dir,
-                               max_train_examples=max_train_examples)
+                               max_train_examples=max_train_examples, matchers=matchers)
   metrics, test = results.pop(TRAINED)
   if with_references:
     metrics["references"] = {name: reference for name, (reference, _) in results.items()}
@@ -224,38 +272,56 @@ def make_validation_evaluator(config, data_dir: str, *, with_references: bool = 
                               ) -> Callable[[dict, int], dict]:
   """`evaluate(params, step) -> flat metrics` on the validation split, for the training loop.
 
+  Each call gives same-product retrieval (with the modality balance), the ITM head's
+  accuracy on the validation split's fixed pairs (`itm.*`), and the linear probe of the
+  category on image-only embeddings (`linear_probe_no_title.*`, fitted on the image-only
+  embeddings of up to VALIDATION_PROBE_TRAIN_EXAMPLES train listings).
+
   With `with_references`, the first call also embeds the validation split with the
-  reference embedders, logs their retrieval figures, and adds them to its metrics as
-  `references.NAME.retrieval.recall@1` (and the other flat retrieval keys), so that the
-  run's metrics.jsonl holds the curve and what it is to be compared with.
+  reference embedders, logs their figures, and adds them to its metrics as
+  `references.NAME.retrieval.recall@1` (and the other flat keys), so that the run's
+  metrics.jsonl holds the curve and what it is to be compared with.
   """
   # A pod embeds over the training mesh (every process its own devices' rows); one process
   # over its local devices, where the trainer's parameters already are.
-  embed_fn = embedding.make_embed_fn(
-      config.model, sharding.make_mesh(config.mesh) if jax.process_count() > 1 else None)
+  mesh = sharding.make_mesh(config.mesh) if jax.process_count() > 1 else None
+  embed_fn = embedding.make_embed_fn(config.model, mesh)
+  match_fn = embedding.make_match_fn(config.model, mesh)
+  num_classes = max(len(dataset_info.load_dataset_info(data_dir)["categories"]), 1)
   pending_references = [with_references]
 
-  def flat_retrieval(split):
+  def flat_metrics(split, train, matcher, pairs):
     metrics = retrieval_with_balance(split)
+    if train is not None and len(train.groups):
+      metrics["linear_probe_no_title"] = image_only_probe(train, split, num_classes)
+    if matcher is not None:
+      metrics["itm"] = matching.itm_accuracy(matcher, pairs)
     return {key: float(value) for key, value in report.flatten_metrics(metrics).items()
             if isinstance(value, (int, float)) and not key.endswith("num_gallery")}
 
   def evaluate(params, step):  # pylint: disable=unused-argument
     embedders = {TRAINED: model_embedder(params, config, embed_fn)}
+    matchers = {TRAINED: model_matcher(params, config, match_fn)}
     if pending_references[0]:
       embedders.update(reference_embedders(config, data_dir, max_train_examples=50_000))
+      matchers[UNTRAINED] = model_matcher(untrained_params(config), config, match_fn)
       pending_references[0] = False
-    splits = embed_split_with(embedders, config, data_dir, "validation")
+    pairs = matching.PairSource()
+    splits = embed_split_with(embedders, config, data_dir, "validation", pair_source=pairs)
     if len(splits[TRAINED].ids) < 2:
       return {}
-    metrics = flat_retrieval(splits.pop(TRAINED))
+    train = embed_split_with(embedders, config, data_dir, "train", removals=("title",),
+                             max_examples=VALIDATION_PROBE_TRAIN_EXAMPLES)
+    metrics = flat_metrics(splits.pop(TRAINED), train[TRAINED], matchers[TRAINED], pairs)
     for name, split in splits.items():
-      reference = flat_retrieval(split)
+      reference = flat_metrics(split, train[name], matchers.get(name), pairs)
       logging.info("[validation] reference %s: R@1=%.4f R@10=%.4f mAP@R=%.4f no-title "
-                   "R@1=%.4f no-image R@1=%.4f", name, reference["retrieval.recall@1"],
-                   reference["retrieval.recall@10"], reference["retrieval.map@r"],
-                   reference["retrieval_no_title.recall@1"],
-                   reference["retrieval_no_image.recall@1"])
+                   "R@1=%.4f no-image R@1=%.4f image-only probe=%.4f ITM acc=%s", name,
+                   reference["retrieval.recall@1"], reference["retrieval.recall@10"],
+                   reference["retrieval.map@r"], reference["retrieval_no_title.recall@1"],
+                   reference["retrieval_no_image.recall@1"],
+                   reference.get("linear_probe_no_title.top1_accuracy", float("nan")),
+                   f"{reference['itm.accuracy']:.4f}" if "itm.accuracy" in reference else "n/a")
       metrics.update({f"references.{name}.{key}": value for key, value in reference.items()})
     return metrics
   return evaluate
@@ -264,7 +330,9 @@ def make_validation_evaluator(config, data_dir: str, *, with_references: bool = 
 SUMMARY_COLUMNS = (("R@1", "retrieval.recall@1"), ("R@10", "retrieval.recall@10"),
                    ("mAP@R", "retrieval.map@r"), ("probe", "linear_probe.top1_accuracy"),
                    ("kNN", "knn.top1_accuracy"), ("R@1 -title", "retrieval_no_title.recall@1"),
-                   ("R@1 -image", "retrieval_no_image.recall@1"))
+                   ("R@1 -image", "retrieval_no_image.recall@1"),
+                   ("probe -title", "linear_probe_no_title.top1_accuracy"),
+                   ("ITM acc", "itm.accuracy"))
 
 
 def format_summary(metrics: dict) -> str:

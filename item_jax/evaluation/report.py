@@ -8,6 +8,8 @@ comparison table reads (each holds the dict its function returns):
   retrieval_no_image    the same with every query's image removed
   linear_probe          `classification.linear_probe`
   knn                   `classification.knn_classify`
+  linear_probe_no_title the linear probe on image-only embeddings (titles removed)
+  itm                   `matching.itm_accuracy` on the split's fixed pairs
   references            reference name -> a metrics dict of its own (untrained encoder,
                         classical baselines); report.md shows them in one table
 
@@ -33,6 +35,8 @@ COMPARISON_COLUMNS = (
     ("kNN F1", "knn.macro_f1"),
     ("R@1 no-title", "retrieval_no_title.recall@1"),
     ("R@1 no-image", "retrieval_no_image.recall@1"),
+    ("probe no-title", "linear_probe_no_title.top1_accuracy"),
+    ("ITM acc", "itm.accuracy"),
 )
 MISSING = "n/a"
 
