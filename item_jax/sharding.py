@@ -14,6 +14,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import numpy as np
+from absl import logging
 from jax.experimental import mesh_utils
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
@@ -76,7 +77,18 @@ def make_mesh(mesh_config, devices=None) -> Mesh:
   if num_slices > 1:
     return _multi_slice_mesh(shape, devices, num_slices)
   if all_devices or len(devices) == len(jax.devices()) or devices[0].platform == "tpu":
-    return jax.make_mesh(shape, MESH_AXES, axis_types=axis_types, devices=devices)
+    try:
+      return jax.make_mesh(shape, MESH_AXES, axis_types=axis_types, devices=devices)
+    except (ValueError, NotImplementedError) as error:
+      if "allow_split_physical_axes" not in str(error):
+        raise
+    # An axis that is no product of whole physical axes (fsdp=8 on a 4x4x4 v5p slice):
+    # JAX refuses it unless physical axes may be split; the mesh is valid, its rings longer.
+    logging.warning("config.mesh %s does not follow the %d devices' physical axes; "
+                    "splitting physical axes", dict(zip(MESH_AXES, shape)), len(devices))
+    device_array = mesh_utils.create_device_mesh(shape, devices,
+                                                 allow_split_physical_axes=True)
+    return Mesh(device_array, MESH_AXES, axis_types=axis_types)
   return Mesh(np.asarray(devices).reshape(shape), MESH_AXES, axis_types=axis_types)
 
 

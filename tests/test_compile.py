@@ -12,6 +12,7 @@ import pytest
 from conftest import small_config
 from item_jax import accelerators, aot_report, hlo_collectives, sharding, tpu_topology
 from item_jax import batch as batch_lib
+from item_jax.configs import load_config
 from item_jax.cli import compile as compile_cli
 from item_jax.model import model_from_config
 from subprocess_utils import run_cli
@@ -109,6 +110,14 @@ def test_multi_slice_mesh_puts_the_data_axis_across_slices():
   assert slices[0] == slices[1] == [0, 0] and slices[2] == slices[3] == [1, 1]
   with pytest.raises(ValueError, match="multiple of the 2 slices"):
     sharding.make_mesh(small_config(**{"mesh.data": 1, "mesh.fsdp": 8}).mesh, devices)
+
+
+def test_a_mesh_axis_across_physical_axes_still_builds():
+  # large.py's fsdp=8 x tensor=4 on a 4x4x4 v5p slice: jax.make_mesh alone refuses it.
+  devices = tpu_topology.topology_devices(tpu_topology.parse_slice("v5p-128"))
+  mesh = sharding.make_mesh(load_config("large.py").mesh, devices)
+  assert dict(mesh.shape) == {"data": 2, "fsdp": 8, "tensor": 4}
+  assert sorted(device.id for device in mesh.devices.flat) == sorted(d.id for d in devices)
 
 
 def test_collectives_are_counted_once_per_channel_with_their_bytes():
