@@ -9,18 +9,13 @@ import math
 
 import jax
 
-# Dense bf16 peak TFLOP/s per chip, by a substring of `jax.Device.device_kind` (vendors'
-# data sheets), for MFU. A chip not listed reports no MFU.
-PEAK_BF16_TFLOPS = (("H200", 989.0), ("H100", 989.0), ("A100", 312.0), ("L4", 121.0),
-                    ("TPU v5p", 459.0), ("TPU v5 lite", 197.0), ("TPU v5e", 197.0),
-                    ("TPU v4", 275.0), ("TPU v6", 918.0))
+from item_jax import accelerators
 
 
 def peak_bf16_tflops(device_kind: str) -> float | None:
-  for name, peak in PEAK_BF16_TFLOPS:
-    if name.lower() in device_kind.lower():
-      return peak
-  return None
+  """Dense bf16 peak TFLOP/s of the chip (`item_jax/accelerators.py`); None if unlisted."""
+  chip = accelerators.chip_for_device_kind(device_kind)
+  return None if chip is None else chip.bf16_tflops
 
 
 # The CPU features that decide how fast the step's products run: AVX-512, its bf16 dot

@@ -14,6 +14,8 @@ from typing import Any
 import flax.linen as nn
 import jax
 import numpy as np
+from absl import logging
+from jax.experimental import mesh_utils
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 MESH_AXES = ("data", "fsdp", "tensor")
@@ -60,13 +62,46 @@ def mesh_shape(mesh_config, num_devices: int) -> tuple[int, ...]:
 
 
 def make_mesh(mesh_config, devices=None) -> Mesh:
-  """The (data, fsdp, tensor) mesh over `devices` (default: all devices)."""
+  """The (data, fsdp, tensor) mesh over `devices` (default: all devices).
+
+  On TPUs (real chips, or a topology's compile-only devices) JAX orders the devices along
+  the physical links. Devices of several slices (multi-slice TPU) form a hybrid mesh whose
+  `data` axis spans the slices, so only the gradient reduction crosses the slower
+  data-centre network; `data` must then be a multiple of the slice count.
+  """
+  all_devices = devices is None
   devices = jax.devices() if devices is None else list(devices)
   shape = mesh_shape(mesh_config, len(devices))
-  if len(devices) == len(jax.devices()):
-    return jax.make_mesh(shape, MESH_AXES, axis_types=(AxisType.Auto,) * len(MESH_AXES))
-  return Mesh(np.asarray(devices).reshape(shape), MESH_AXES,
-              axis_types=(AxisType.Auto,) * len(MESH_AXES))
+  axis_types = (AxisType.Auto,) * len(MESH_AXES)
+  num_slices = len({getattr(device, "slice_index", 0) for device in devices})
+  if num_slices > 1:
+    return _multi_slice_mesh(shape, devices, num_slices)
+  if all_devices or len(devices) == len(jax.devices()) or devices[0].platform == "tpu":
+    try:
+      return jax.make_mesh(shape, MESH_AXES, axis_types=axis_types, devices=devices)
+    except (ValueError, NotImplementedError) as error:
+      if "allow_split_physical_axes" not in str(error):
+        raise
+    # An axis that is no product of whole physical axes (fsdp=8 on a 4x4x4 v5p slice):
+    # JAX refuses it unless physical axes may be split; the mesh is valid, its rings longer.
+    logging.warning("config.mesh %s does not follow the %d devices' physical axes; "
+                    "splitting physical axes", dict(zip(MESH_AXES, shape)), len(devices))
+    device_array = mesh_utils.create_device_mesh(shape, devices,
+                                                 allow_split_physical_axes=True)
+    return Mesh(device_array, MESH_AXES, axis_types=axis_types)
+  return Mesh(np.asarray(devices).reshape(shape), MESH_AXES, axis_types=axis_types)
+
+
+def _multi_slice_mesh(shape: tuple[int, ...], devices: list, num_slices: int) -> Mesh:
+  data = shape[0]
+  if data % num_slices:
+    raise ValueError(f"config.mesh: the data axis ({data}) must be a multiple of the "
+                     f"{num_slices} slices (it is the axis that spans slices)")
+  within_slice = (data // num_slices,) + tuple(shape[1:])
+  across_slices = (num_slices,) + (1,) * (len(shape) - 1)
+  device_array = mesh_utils.create_hybrid_device_mesh(
+      within_slice, across_slices, devices, allow_split_physical_axes=True)
+  return Mesh(device_array, MESH_AXES, axis_types=(AxisType.Auto,) * len(MESH_AXES))
 
 
 def batch_sharding(mesh: Mesh) -> NamedSharding:

@@ -21,7 +21,7 @@ Sets up ${REPO_ROOT}/.venv for item_jax. Safe to run again; re-runs are fast.
   --accelerator KIND  cpu (default): requirements.txt only; tpu: adds jax[tpu] (libtpu);
                       gpu: adds jax[cuda12] (CUDA wheels).
   --dev               also what the tests use: shellcheck and git (Debian), and the test
-                      extras of requirements-dev.txt (torch, transformers).
+                      extras of requirements-dev.txt (torch, transformers, libtpu).
   --no-apt            skip the Debian package check.
   --dry-run           print what would be installed, change nothing.
   -h, --help          this text.

@@ -12,6 +12,8 @@
   ablation             train and evaluate the ablation variants, tabulate
   bench                benchmarks printing JSON (train step, input pipeline, memorisation,
                        vs-peer, search)
+  compile              the train step compiled for a TPU slice on this machine: memory per
+                       chip, FLOPs, roofline bound, collectives (needs libtpu, a test extra)
   build_emoji_catalog  the emoji product set from its npm packages
   build_synthetic_catalog  the embedded procedural catalog, at any size
 
