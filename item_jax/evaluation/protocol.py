@@ -16,7 +16,9 @@ Writes metrics.json, report.md and PNG plots to --out. `make_validation_evaluato
 same retrieval on the validation split, run periodically by the trainer; in a job of many
 processes (a pod) every process reads the same validation batches, embeds the rows of its
 own devices (`item_jax/embedding.py`), receives all rows back, and the figures equal a
-single process's.
+single process's. Every split is read as `config.data.on_corrupt_record` says
+(`item_jax/data/readable_records.py`: in skip mode, the records the trainer left out are
+left out here too, and counted in `metrics["data"]`).
 """
 
 import os
@@ -28,7 +30,7 @@ from absl import logging
 
 from item_jax import batch as batch_lib
 from item_jax import embedding, objectives, sharding, train_step
-from item_jax.data import dataset_info, input_pipeline
+from item_jax.data import dataset_info, input_pipeline, readable_records
 from item_jax.evaluation import baselines, classification, plots, report, retrieval
 from item_jax.model import model_from_config
 
@@ -75,9 +77,11 @@ def embed_split_with(embedders: dict[str, Embedder], config, data_dir: str, spli
   """Embeds a split in one pass with every embedder, once per requested removal."""
   vectors = {name: {removal: [] for removal in removals} for name in embedders}
   groups, categories, ids = [], [], []
+  readable = readable_records.of_split(data_dir, split, readable_records.mode_of(config))
   for batch, batch_ids in input_pipeline.iterate_eval_batches(
       data_dir, split, image_size=config.model.image_size,
-      max_text_len=config.model.max_text_len, batch_size=batch_size, with_titles=True):
+      max_text_len=config.model.max_text_len, batch_size=batch_size, with_titles=True,
+      readable=readable):
     valid = batch["valid"].astype(bool)
     for name, embed in embedders.items():
       for removal in removals:
@@ -140,7 +144,9 @@ def downstream_metrics(test: SplitEmbeddings, train: SplitEmbeddings,
 
 def reference_embedders(config, data_dir: str, max_train_examples: int) -> dict[str, Embedder]:
   """The untrained encoder (same config, step 0) and the classical baselines."""
-  train_titles = input_pipeline.read_titles(data_dir, "train", max_examples=max_train_examples)
+  train_titles = input_pipeline.read_titles(
+      data_dir, "train", max_examples=max_train_examples,
+      readable=readable_records.of_split(data_dir, "train", readable_records.mode_of(config)))
   embedders = {UNTRAINED: model_embedder(
       train_step.initial_params(model_from_config(config.model), config.seed), config)}
   for baseline in baselines.fit_baselines(train_titles):
@@ -160,9 +166,19 @@ def evaluate_embedders(embedders: dict[str, Embedder], config, data_dir: str, *,
   for name in embedders:
     metrics = downstream_metrics(test[name], train[name], num_classes)
     metrics["data"] = dict(dir=os.path.abspath(data_dir), num_test=len(test[name].ids),
-                           num_train_for_probe=len(train[name].ids))
+                           num_train_for_probe=len(train[name].ids),
+                           **_left_out(config, data_dir, ("test", "train")))
     results[name] = (metrics, test[name])
   return results
+
+
+def _left_out(config, data_dir: str, splits: tuple[str, ...]) -> dict:
+  """Skip mode: the records left out of each split (as its readers left them out)."""
+  mode = readable_records.mode_of(config)
+  if mode != "skip":
+    return {}
+  return {f"records_left_out_{split}":
+          readable_records.of_split(data_dir, split, mode).num_left_out for split in splits}
 
 
 def evaluate_references(config, data_dir: str, *,
@@ -249,6 +265,8 @@ def make_validation_evaluator(config, data_dir: str, *, with_references: bool = 
     if len(splits[TRAINED].ids) < 2:
       return {}
     metrics = flat_retrieval(splits.pop(TRAINED))
+    metrics.update({f"data.{key}": float(value)
+                    for key, value in _left_out(config, data_dir, ("validation",)).items()})
     for name, split in splits.items():
       reference = flat_retrieval(split)
       logging.info("[validation] reference %s: R@1=%.4f R@10=%.4f mAP@R=%.4f no-title "
