@@ -16,6 +16,7 @@ import pytest
 import numpy as np
 
 from conftest import small_config
+from subprocess_utils import SMALL_CONFIG_FLAGS
 from item_jax import checkpoint, profiling, sharding, train_step, train_loop
 from item_jax.batch import random_batch
 from item_jax.model import model_from_config
@@ -208,16 +209,6 @@ sys.argv = ["train"] + sys.argv[2:]
 train.run()
 """
 
-# configs/tiny.py shrunk to the test catalog's shards (as conftest.small_config).
-_SMALL_OVERRIDES = [
-    "--config.model.image_size=32", "--config.model.patch_size=8",
-    "--config.model.max_text_len=16", "--config.model.vocab_size=512",
-    "--config.model.num_layers=2", "--config.model.hidden_dim=64", "--config.model.num_heads=4",
-    "--config.model.mlp_dim=128", "--config.model.embed_dim=32",
-    "--config.objectives=itm,mlm,mim,gmlm,gmim", "--config.global_batch_size=16",
-    "--config.log_every_steps=1"]
-
-
 def _mount_small_tmpfs(path) -> bool:
   path.mkdir(parents=True)
   if not hasattr(os, "geteuid") or os.geteuid() != 0:
@@ -237,7 +228,7 @@ def test_a_full_disk_ends_the_command_with_one_message_naming_the_failed_step(
         [sys.executable, "-c", _TRAIN_ON_FULL_DISK, "--real" if mounted else "--simulate",
          "--config", "configs/tiny.py:runlocal", "--workdir", str(tmp_path / "run"),
          "--config.data.dir", catalog_shards, "--config.total_steps=6",
-         "--config.checkpoint_every_steps=2", *_SMALL_OVERRIDES],
+         "--config.checkpoint_every_steps=2", *SMALL_CONFIG_FLAGS],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
         env=dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO_ROOT)))
   finally:
