@@ -9,19 +9,22 @@ A checkpoint write that fails (a full disk) fails in many of Orbax's background 
 at once, each logging its traceback, and the array writes still in flight then finish on
 an event loop that is already closed, each printing "RuntimeError: Event loop is closed".
 The run's own error (`CheckpointWriteError`) says all of it, so a library's error record
-is cut to one line (its message and the exception's first line), and the closed-loop
-errors to one line for the first and none after it; the command's `error:` line stays the
-last thing printed.
+(asyncio's "Task exception was never retrieved" among them) is cut to one line (its
+message and the exception's first line), and the closed-loop errors to one line for the
+first and none after it. `silence_after_error` keeps what the writers report while the
+process exits from following the command's `error:` line.
 """
 
 import asyncio
+import gc
 import logging
 import sys
 import traceback
 
 from absl import logging as absl_logging
 
-_QUIET_LIBRARY_PATHS = ("/orbax/", "/jax/_src/", "/tensorflow/", "/etils/", "/apache_beam/")
+_QUIET_LIBRARY_PATHS = ("/orbax/", "/jax/_src/", "/tensorflow/", "/etils/", "/apache_beam/",
+                        "/asyncio/")
 _CLOSED_LOOP = "Event loop is closed"
 
 
@@ -63,6 +66,13 @@ class _ClosedLoopHook:
 def _in_asyncio(tb) -> bool:
   return any(frame.filename.startswith(asyncio.__path__[0])
              for frame in traceback.extract_tb(tb))
+
+
+def silence_after_error() -> None:
+  """Reports still pending (tasks collected now) are logged; later ones are dropped."""
+  gc.collect()
+  logging.disable(logging.CRITICAL)
+  sys.unraisablehook = lambda unraisable: None
 
 
 def quiet_library_logs() -> None:

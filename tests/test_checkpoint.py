@@ -229,7 +229,7 @@ def test_a_full_disk_ends_the_command_with_one_message_naming_the_failed_step(
          "--config", "configs/tiny.py:runlocal", "--workdir", str(tmp_path / "run"),
          "--config.data.dir", catalog_shards, "--config.total_steps=6",
          "--config.checkpoint_every_steps=2", *SMALL_CONFIG_FLAGS],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
         env=dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO_ROOT)))
   finally:
     if mounted:

@@ -49,6 +49,7 @@ def run(define_flags: Callable[[], None], main: Callable) -> None:
 
 def fail(message: str, status: int = 1) -> NoReturn:
   """Ends the command with `error: MESSAGE` as the last thing printed."""
+  logging_setup.silence_after_error()
   sys.stdout.flush()
   print(f"error: {message}", file=sys.stderr, flush=True)
   sys.exit(status)
