@@ -29,12 +29,13 @@ from etils import epath
 from jax.experimental import multihost_utils
 
 from item_jax import sharding, train_step
+from item_jax.errors import ItemJaxError
 from item_jax.model import model_from_config
 
 UNFINISHED_SUFFIX = ".orbax-checkpoint-tmp"
 
 
-class CheckpointWriteError(RuntimeError):
+class CheckpointWriteError(ItemJaxError, RuntimeError):
   """A checkpoint could not be written; the earlier complete ones are intact."""
 
 
@@ -79,14 +80,15 @@ class Checkpointer:
 
   def save(self, step: int, state: Any, data_position: dict, *, force: bool = False) -> bool:
     """Saves if `step` is on the save interval (or `force`); returns whether it saved."""
+    # The previous asynchronous write first, so that its failure names its own step (Orbax
+    # would wait for it inside `save` and raise it as this step's).
+    self.wait()
     try:
       saved = self._manager.save(
           step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
                                         data=ocp.args.JsonSave(data_position)),
           force=force)
     except Exception as error:  # pylint: disable=broad-except
-      # An earlier asynchronous write can surface here too; the completed steps on disk
-      # (named in the message) say which survived.
       raise self._write_failed(step, error) from error
     if saved:
       self._last_saved_step = step
@@ -132,7 +134,9 @@ class Checkpointer:
     return restored["state"], dict(restored["data"])
 
   def wait(self) -> None:
-    """Blocks until any asynchronous save has been written."""
+    """Blocks until any asynchronous save has been written; raises its failure (once)."""
+    if self._failed:
+      return
     try:
       self._manager.wait_until_finished()
     except Exception as error:  # pylint: disable=broad-except
@@ -142,8 +146,7 @@ class Checkpointer:
     """Waits for the last save and releases the manager (after a failed write, only the
     latter: the failure has been raised already)."""
     try:
-      if not self._failed:
-        self.wait()
+      self.wait()
     finally:
       try:
         self._manager.close()

@@ -1,5 +1,6 @@
 """Start-up validation of a config: every bad value fails with a message naming its field."""
 
+from item_jax.errors import ItemJaxError
 from item_jax.model import BLOCK_NORMS, GELUS, PATCH_STEMS
 from item_jax.objectives import (CONTRASTIVE_VIEW_NEEDS, OBJECTIVE_NAMES, OBJECTIVES_BY_NAME,
                                  parse_view_pairs)
@@ -9,7 +10,7 @@ MASKING_MODES = ("joint", "modality_aware")
 COMPUTE_DTYPES = ("float32", "bfloat16")
 
 
-class ConfigError(ValueError):
+class ConfigError(ItemJaxError, ValueError):
   """A config value that cannot work; the message names the field."""
 
 

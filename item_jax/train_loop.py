@@ -23,12 +23,13 @@ from jax._src import distributed as jax_distributed
 from jax.experimental import multihost_utils
 
 from item_jax import allocator, checkpoint, config_check, profiling, sharding, train_step
-from item_jax.data import dataset_info, input_pipeline, shard_integrity
+from item_jax.data import dataset_info, input_pipeline, readable_records, shard_integrity
+from item_jax.errors import ItemJaxError
 from item_jax.interop import pretrained_init
 from item_jax.metrics_logger import MetricsLogger
 from item_jax.model import model_from_config
 
-class NonFiniteLossError(FloatingPointError):
+class NonFiniteLossError(ItemJaxError, FloatingPointError):
   """A step produced a non-finite loss or gradient norm."""
 
 
@@ -160,12 +161,10 @@ def _train(config, workdir: str, evaluate_fn: Callable | None, stop_at_step: int
                                    "`python -m item_jax.cli.convert`)")
   info = dataset_info.load_dataset_info(config.data.dir)
   config_check.check_config_against_data(config, info)
-  train_files = input_pipeline.list_split_files(config.data.dir, "train")
-  record_limits, records_left_out, dropped_records = _check_train_shards(config, info,
-                                                                        train_files)
-  images_left_out = {}
-  for path, indices in dropped_records.items():
-    images_left_out[os.path.basename(path)] = len(indices)
+  # The train split's readable records (`item_jax/data/readable_records.py`): stop mode
+  # checks the shard sizes, skip mode reads every shard and image once.
+  readable = readable_records.of_split(config.data.dir, "train",
+                                       readable_records.mode_of(config))
   logging.info("Mesh %s over %d devices (%d processes); data %s: %s train examples",
                dict(mesh.shape), jax.device_count(), jax.process_count(), config.data.dir,
                info["splits"]["train"]["num_examples"])
@@ -220,16 +219,11 @@ def _train(config, workdir: str, evaluate_fn: Callable | None, stop_at_step: int
 
   batches = input_pipeline.make_global_iterator(
       config, config.data.dir, mesh, setup.batch_sharding, start_step=start_step,
-      num_streams=num_streams, record_limits=record_limits, dropped_records=dropped_records)
+      num_streams=num_streams, readable=readable)
   logger = MetricsLogger(workdir, config.total_steps)
-  if config.data.get("on_corrupt_record", "stop") == "skip":
+  if readable.mode == "skip":
     logger.prefix = "data"
-    logger.log(start_step, {"corrupt_records_left_out": float(sum(records_left_out.values())),
-                            **{f"corrupt_records_left_out.{name}": float(count)
-                               for name, count in records_left_out.items()},
-                            "undecodable_images_left_out": float(sum(images_left_out.values())),
-                            **{f"undecodable_images_left_out.{name}": float(count)
-                               for name, count in images_left_out.items()}}, console=False)
+    logger.log(start_step, readable.counts(), console=False)
     logger.prefix = "train"
   nonfinite = _NonFiniteGuard(stop=config.stop_on_nonfinite)
   flops = profiling.flops_per_example(config.model)
@@ -250,8 +244,7 @@ def _train(config, workdir: str, evaluate_fn: Callable | None, stop_at_step: int
   step = start_step
   try:
     while step < config.total_steps:
-      state, device_metrics = step_fn(state, _next_batch(
-          batches, config.data.dir, train_files, checkpointer, record_limits))
+      state, device_metrics = step_fn(state, _next_batch(batches, readable, checkpointer))
       step += 1
       window_steps += 1
       nonfinite.push(step, device_metrics)
@@ -268,10 +261,10 @@ def _train(config, workdir: str, evaluate_fn: Callable | None, stop_at_step: int
             step_ms=1000.0 * elapsed / window_steps,
             eta_s=(config.total_steps - step) * elapsed / window_steps,
             skipped_steps=nonfinite.skipped_steps)
-        if records_left_out:
-          last_metrics["corrupt_records_left_out"] = float(sum(records_left_out.values()))
-        if images_left_out:
-          last_metrics["undecodable_images_left_out"] = float(sum(images_left_out.values()))
+        if readable.num_corrupt_left_out:
+          last_metrics["corrupt_records_left_out"] = float(readable.num_corrupt_left_out)
+        if readable.num_images_left_out:
+          last_metrics["undecodable_images_left_out"] = float(readable.num_images_left_out)
         last_metrics["tflops_per_device"] = (
             last_metrics["examples_per_s"] * flops / 1e12 / jax.device_count())
         logger.log(step, last_metrics)
@@ -297,55 +290,19 @@ def _train(config, workdir: str, evaluate_fn: Callable | None, stop_at_step: int
   return last_metrics
 
 
-def _check_train_shards(config, dataset_info: dict, train_files: list[str]
-                        ) -> tuple[dict[str, int], dict[str, int], dict[str, list[int]]]:
-  """Start-up shard checks; returns `readable_prefixes`' (limits, left-out counts) and the
-  records left out for an undecodable image (path -> record indices).
-
-  "stop" (default): a stat per shard against dataset_info.json, refusing a size mismatch.
-  "skip": every train shard is read once (framing and CRCs) and every image decoded once;
-  broken shards are read only up to their first bad record from then on, and listings
-  whose image does not decode are left out.
-  """
-  data_dir = config.data.dir
-  if config.data.get("on_corrupt_record", "stop") == "skip":
-    limits, left_out = shard_integrity.readable_prefixes(data_dir, dataset_info, "train",
-                                                         train_files)
-    for path, readable in limits.items():
-      logging.warning("Corrupt shard %s: its first %d records are read, %d left out "
-                      "(config.data.on_corrupt_record='skip').", path, readable,
-                      left_out[os.path.basename(path)])
-    images_start = time.time()
-    undecodable = shard_integrity.undecodable_images(train_files, limits)
-    dropped = {}
-    for image in undecodable:
-      dropped.setdefault(image.file, []).append(image.record)
-      logging.warning("Left out (config.data.on_corrupt_record='skip'): %s", image.describe())
-    logging.info("Shard check (skip mode): %d train shards read, %d broken, %d records left "
-                 "out; %d undecodable images left out (images decoded in %.1fs).",
-                 len(train_files), len(left_out), sum(left_out.values()), len(undecodable),
-                 time.time() - images_start)
-    return limits, left_out, dropped
-  if not shard_integrity.check_shard_sizes(data_dir, dataset_info, "train", train_files):
-    logging.warning("%s predates per-shard sizes in dataset_info.json: shard sizes are not "
-                    "checked (re-convert to get them).", data_dir)
-  return {}, {}, {}
-
-
-def _next_batch(batches, data_dir: str, train_files: list[str],
-                checkpointer: checkpoint.Checkpointer, record_limits: dict[str, int]):
+def _next_batch(batches, readable: readable_records.ReadableRecords,
+                checkpointer: checkpoint.Checkpointer):
   """The next batch; a record that fails to read, or an image that fails to decode, stops
-  the run naming the broken shard (and listing)."""
+  the run naming the broken shard (and listing) and the checkpoint a rerun resumes from."""
   try:
     return next(batches)
   except Exception as error:  # pylint: disable=broad-except
-    if shard_integrity.is_record_read_error(error):
-      raise shard_integrity.corrupt_record_error(
-          error, data_dir, train_files, checkpointer.latest_step()) from error
-    if shard_integrity.is_image_decode_error(error):
-      raise shard_integrity.undecodable_image_error(
-          error, data_dir, train_files, record_limits, checkpointer.latest_step()) from error
-    raise
+    named = shard_integrity.named_read_error(
+        error, readable.data_dir, readable.split, list(readable.files), dict(readable.limits),
+        shard_integrity.resume_hint(checkpointer.latest_step()))
+    if named is None:
+      raise
+    raise named from error
 
 
 def _check_data_position(config, position: dict, step: int) -> None:

@@ -8,6 +8,15 @@ import time
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+# `--config configs/tiny.py` shrunk to the test catalog's shards (as conftest.small_config).
+SMALL_CONFIG_FLAGS = [
+    "--config.model.image_size=32", "--config.model.patch_size=8",
+    "--config.model.max_text_len=16", "--config.model.vocab_size=512",
+    "--config.model.num_layers=2", "--config.model.hidden_dim=64", "--config.model.num_heads=4",
+    "--config.model.mlp_dim=128", "--config.model.embed_dim=32",
+    "--config.objectives=itm,mlm,mim,gmlm,gmim", "--config.global_batch_size=16",
+    "--config.log_every_steps=1"]
+
 
 def free_port() -> int:
   """A TCP port on 127.0.0.1 that is free right now."""

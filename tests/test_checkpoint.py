@@ -16,6 +16,7 @@ import pytest
 import numpy as np
 
 from conftest import small_config
+from subprocess_utils import SMALL_CONFIG_FLAGS
 from item_jax import checkpoint, profiling, sharding, train_step, train_loop
 from item_jax.batch import random_batch
 from item_jax.model import model_from_config
@@ -192,3 +193,52 @@ def test_a_failed_save_stops_the_run_and_leaves_the_last_checkpoint_restorable(
   assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(state["params"]))
   # With the disk writable again, the rerun resumes there and finishes.
   assert train_loop.train_and_evaluate(config, workdir)["step"] == 10
+
+
+# The command line on a disk that cannot hold a checkpoint. Where no small filesystem can
+# be mounted, the child makes Orbax's save raise what a full disk raises.
+_TRAIN_ON_FULL_DISK = """
+import errno, sys
+if sys.argv[1] == "--simulate":
+  import orbax.checkpoint as ocp
+  def save(self, step, *args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+  ocp.CheckpointManager.save = save
+from item_jax.cli import train
+sys.argv = ["train"] + sys.argv[2:]
+train.run()
+"""
+
+def _mount_small_tmpfs(path) -> bool:
+  path.mkdir(parents=True)
+  if not hasattr(os, "geteuid") or os.geteuid() != 0:
+    return False
+  mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(path)],
+                           capture_output=True, check=False)
+  return mounted.returncode == 0
+
+
+@pytest.mark.faults
+def test_a_full_disk_ends_the_command_with_one_message_naming_the_failed_step(
+    catalog_shards, tmp_path):
+  checkpoints = tmp_path / "run" / "checkpoints"
+  mounted = _mount_small_tmpfs(checkpoints)
+  try:
+    result = subprocess.run(
+        [sys.executable, "-c", _TRAIN_ON_FULL_DISK, "--real" if mounted else "--simulate",
+         "--config", "configs/tiny.py:runlocal", "--workdir", str(tmp_path / "run"),
+         "--config.data.dir", catalog_shards, "--config.total_steps=6",
+         "--config.checkpoint_every_steps=2", *SMALL_CONFIG_FLAGS],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=600,
+        env=dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO_ROOT)))
+  finally:
+    if mounted:
+      subprocess.run(["umount", str(checkpoints)], check=False)
+  assert result.returncode == 1, result.stderr[-3000:]
+  last = result.stderr.rstrip().splitlines()[-1]
+  # Step 2's write fails in the background; step 4's save meets it and names step 2.
+  assert last.startswith("error: Checkpoint: writing step 2 to "), result.stderr[-3000:]
+  assert "No space left on device" in last
+  assert last.endswith("No complete checkpoint exists yet: a rerun starts from step 0.")
+  assert "Traceback" not in result.stderr, result.stderr[-3000:]
+  assert "[train] step 2/6" in result.stderr

@@ -212,3 +212,47 @@ def test_skip_mode_leaves_out_an_undecodable_image_counts_it_and_resumes_exactly
   train_loop.train_and_evaluate(config, resumed)
   by_step = {r["step"]: r["loss"] for r in _records(resumed, "train")}
   assert [by_step[step] for step in range(5, 9)] == [r["loss"] for r in train[4:]]
+
+
+def test_skip_mode_validates_and_evaluates_through_a_damaged_train_split(shards, tmp_path):
+  from item_jax import checkpoint  # pylint: disable=g-import-not-at-top
+  from item_jax.evaluation import protocol  # pylint: disable=g-import-not-at-top
+  train_shard = _train_shard(shards)
+  info = dataset_info.load_dataset_info(shards)
+  size = os.path.getsize(train_shard)
+  _zero_bytes(train_shard, [size // 3, size // 2])
+  left_out = (shard_integrity.recorded_shards(info, "train")[0]["records"]
+              - shard_integrity.scan_shard(train_shard).records)
+  assert left_out > 0
+  config = small_config(total_steps=4, checkpoint_every_steps=4,
+                        **{"data.dir": shards, "data.on_corrupt_record": "skip"})
+  workdir = str(tmp_path / "run")
+  # The end-of-run validation fits the title TF-IDF reference on the train split's titles.
+  metrics = train_loop.train_and_evaluate(
+      config, workdir, evaluate_fn=protocol.make_validation_evaluator(config, shards))
+  assert metrics["step"] == 4
+  [validation] = _records(workdir, "validation")
+  assert validation["step"] == 4 and "references.title_tfidf.retrieval.recall@1" in validation
+  assert validation["data.records_left_out_validation"] == 0
+
+  # A fresh process, as a user evaluates: the run's config.json carries the mode.
+  result = _evaluate_cli("--workdir", workdir, "--out", str(tmp_path / "eval"))
+  assert result.returncode == 0, result.stderr[-3000:]
+  with open(tmp_path / "eval" / "metrics.json", encoding="utf-8") as f:
+    data = json.load(f)["data"]
+  assert data["records_left_out_train"] == left_out and data["records_left_out_test"] == 0
+  assert data["num_train_for_probe"] == info["splits"]["train"]["num_examples"] - left_out
+
+  # Stop mode meets the same damage in evaluation and names the shard, not a traceback.
+  stop_config, params, _ = checkpoint.restore_trained_params(workdir)
+  stop_config.data.on_corrupt_record = "stop"
+  with pytest.raises(shard_integrity.CorruptShardError) as raised:
+    protocol.evaluate_params(params, stop_config, shards)
+  assert f"{train_shard}: BROKEN at byte " in str(raised.value)
+  assert "train split" in str(raised.value)
+
+
+def _evaluate_cli(*args):
+  return subprocess.run([sys.executable, "-m", "item_jax.cli.evaluate", *args], cwd=REPO,
+                        capture_output=True, text=True, timeout=600,
+                        env=dict(os.environ, JAX_PLATFORMS="cpu"))

@@ -22,6 +22,7 @@ from absl import flags, logging
 
 from item_jax import checkpoint, configs, train_loop, train_step
 from item_jax.cli import common
+from item_jax.config_check import ConfigError
 from item_jax.evaluation import plots, protocol, report
 from item_jax.configs import ablation as ablation_variants
 from item_jax.model import model_from_config
@@ -62,7 +63,7 @@ def run_ablation(data_dir: str, workdir: str, *, steps: int | None = None,
   variants = variants or all_variants
   unknown = sorted(set(variants) - set(all_variants))
   if unknown:
-    raise ValueError(f"unknown ablation variants {unknown}; known: {list(all_variants)}")
+    raise ConfigError(f"unknown ablation variants {unknown}; known: {list(all_variants)}")
   results, curves, validation_curves = {}, {}, {}
 
   def variant_config(variant):

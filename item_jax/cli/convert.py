@@ -18,7 +18,6 @@ many rejects, an output directory holding other files).
 """
 
 import shlex
-import sys
 
 from absl import flags
 
@@ -65,9 +64,8 @@ def main(argv):
   try:
     fractions = tuple(float(part) for part in values.split_fractions)
   except ValueError:
-    print("error: --split_fractions: expected three comma-separated numbers like 0.8,0.1,0.1, "
-          f"got {','.join(values.split_fractions)!r}", file=sys.stderr)
-    sys.exit(1)
+    common.fail("--split_fractions: expected three comma-separated numbers like 0.8,0.1,0.1, "
+                f"got {','.join(values.split_fractions)!r}", common.USAGE_EXIT_STATUS)
   try:
     if values.dry_run:
       planned = convert.plan(values.manifest, values.out, runner=values.runner,
@@ -87,9 +85,8 @@ def main(argv):
                              "false": False}[values.wordpiece_lowercase],
         runner=values.runner, pipeline_args=shlex.split(values.beam_args),
         show_progress=values.progress)
-  except (convert.ConversionError, FileNotFoundError, ValueError) as error:
-    print(f"error: {error}", file=sys.stderr)
-    sys.exit(1)
+  except ValueError as error:  # The manifest's and the options' values, named by it.
+    common.fail(str(error))
   print(convert.format_summary(info, values.out))
 
 

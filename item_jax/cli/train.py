@@ -7,16 +7,15 @@ Multi-host: `jax.distributed` is initialised from the TPU / SLURM environment, o
 `--coordinator_address --num_processes --process_id`. The loop is `item_jax/train_loop.py`.
 Starting from BERT / ViT checkpoints: `--config.init.text_from DIR` (docs/pretrained.md).
 A config that cannot run (a wrong value, a mismatch with those checkpoints) exits 1 with
-`error: ...` before anything is compiled.
+`error: ...` before anything is compiled; so do a missing or damaged data directory and a
+checkpoint that cannot be written (`item_jax/cli/common.py`; `--verbose` adds the traceback).
 """
 
 import json
-import sys
 
 from absl import flags, logging
 
 from item_jax import configs, distributed, train_loop
-from item_jax.config_check import ConfigError
 from item_jax.cli import common
 from item_jax.evaluation import protocol
 
@@ -37,11 +36,7 @@ def main(argv):
   evaluate_fn = None
   if config.data.dir:  # Every process takes part in validation (`evaluation/protocol.py`).
     evaluate_fn = protocol.make_validation_evaluator(config, config.data.dir)
-  try:
-    metrics = train_loop.train_and_evaluate(config, values.workdir, evaluate_fn=evaluate_fn)
-  except ConfigError as error:
-    print(f"error: {error}", file=sys.stderr)
-    sys.exit(1)
+  metrics = train_loop.train_and_evaluate(config, values.workdir, evaluate_fn=evaluate_fn)
   logging.info("Done: %s", json.dumps(metrics))
   distributed.shutdown_distributed()
 

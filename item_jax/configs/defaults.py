@@ -107,9 +107,10 @@ def default_config() -> ml_collections.ConfigDict:
   # The train split is read as this many streams (a multiple of the process count; 0: one
   # per process). The data order depends on it and the seed, not on the hardware.
   config.data.num_streams = 0
-  # A train record that fails to read (bad CRC or framing): "stop" the run naming the shard,
+  # A record that fails to read (bad CRC or framing) in any split: "stop" naming the shard,
   # or "skip": read each broken shard only up to its first bad record, counting what is
-  # left out per file (item_jax/data/shard_integrity.py; needs per-shard records).
+  # left out per file; training, validation and evaluation read the same records
+  # (item_jax/data/readable_records.py; needs per-shard records).
   config.data.on_corrupt_record = "stop"
 
   config.global_batch_size = 32

@@ -45,6 +45,7 @@ import PIL
 import sentencepiece
 
 from item_jax import file_io
+from item_jax.errors import ItemJaxError
 from item_jax.data import beam_pipeline
 from item_jax.data import image_io
 from item_jax.data import manifest
@@ -69,7 +70,7 @@ _REJECT_EXAMPLES_IN_ERRORS = 5
 logger = logging.getLogger(__name__)
 
 
-class ConversionError(RuntimeError):
+class ConversionError(ItemJaxError, RuntimeError):
   """The catalog as a whole cannot be converted (too many rejects, no titles, ...)."""
 
 

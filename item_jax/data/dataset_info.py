@@ -14,6 +14,8 @@ from typing import Any
 
 from etils import epath
 
+from item_jax.errors import ItemJaxError
+
 SPLITS = ("train", "validation", "test")
 DATASET_INFO_FILE = "dataset_info.json"
 REJECTS_FILE = "rejects.jsonl"
@@ -23,6 +25,10 @@ TOKENIZER_FILES = (TOKENIZER_FILE, WORDPIECE_FILE)
 # Images with more pixels are rejected (decompression bombs), by the converter and by an
 # export's loader alike.
 DEFAULT_MAX_IMAGE_PIXELS = 50_000_000
+
+
+class DatasetInfoError(ItemJaxError, ValueError):
+  """DIR/dataset_info.json cannot be read as the converter wrote it."""
 
 
 def load_dataset_info(data_dir: str) -> dict[str, Any]:
@@ -36,7 +42,7 @@ def load_dataset_info(data_dir: str) -> dict[str, Any]:
   try:
     return json.loads(path.read_text(encoding="utf-8"))
   except json.JSONDecodeError as error:
-    raise ValueError(f"{str(path)!r} is not valid JSON ({error}); re-run the converter.") \
+    raise DatasetInfoError(f"{str(path)!r} is not valid JSON ({error}); re-run the converter.") \
         from error
 
 

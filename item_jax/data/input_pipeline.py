@@ -8,6 +8,9 @@ hold, and `make_global_iterator` assembles them into the global arrays the jitte
 takes. One process with two streams sees the same global batches as two processes.
 Evaluation reads a split once, unshuffled, with its last batch padded
 (`iterate_eval_batches`). The shard schema and the batch dict are fixed in docs/design.md.
+Every reader takes `readable` (`item_jax/data/readable_records.py`: the records of the
+split that `config.data.on_corrupt_record` lets it read; None reads every record), and
+names the shard when a record fails to read (`shard_integrity.named_read_error`).
 
 Order and resume: a stream's element sequence is a deterministic function of
 (seed, stream index, stream count). Epoch `e` shuffles the file order from (seed, e) and the
@@ -25,7 +28,7 @@ import jax
 import numpy as np
 import tensorflow as tf
 
-from item_jax.data import preprocess
+from item_jax.data import preprocess, shard_integrity
 
 _FEATURE_SPEC = {
     "image": tf.io.FixedLenFeature([], tf.string),
@@ -60,9 +63,7 @@ def make_host_dataset(data_dir: str, split: str, *, image_size: int, max_text_le
                       host_batch_size: int, process_index: int, process_count: int,
                       shuffle_buffer: int, seed: int, repeat: bool = True,
                       start_batch: int = 0, drop_remainder: bool = True,
-                      record_limits: dict[str, int] | None = None,
-                      dropped_records: dict[str, Sequence[int]] | None = None
-                      ) -> tf.data.Dataset:
+                      readable=None) -> tf.data.Dataset:
   """Returns one part (a host's, or a training stream's) of the split as batch dicts.
 
   In training, `process_index` / `process_count` name a stream among
@@ -92,10 +93,9 @@ def make_host_dataset(data_dir: str, split: str, *, image_size: int, max_text_le
     repeat: cycle through epochs without end (each with its own shuffle).
     start_batch: index of the first batch to yield.
     drop_remainder: drop a final partial batch (only reachable with `repeat=False`).
-    record_limits: shard path -> how many of its first records to read (the readable
-      prefix of a damaged shard, `shard_integrity.readable_prefixes`); others are read whole.
-    dropped_records: shard path -> indices of records left out (listings whose image does
-      not decode, `shard_integrity.undecodable_images`).
+    readable: the split's `readable_records.ReadableRecords` (skip mode: the readable
+      prefix of each damaged shard, less the listings whose image does not decode); None
+      reads every record.
 
   Returns:
     Dataset of dicts with the keys of `item_jax/batch.py`: `image` float32 [B, S, S, 3], the others
@@ -108,10 +108,7 @@ def make_host_dataset(data_dir: str, split: str, *, image_size: int, max_text_le
     raise ValueError(f"start_batch must be >= 0, got {start_batch}")
   files = list_split_files(data_dir, split)
   host_files, shard_examples = _host_files(files, process_index, process_count)
-  record_limits = {path: limit for path, limit in (record_limits or {}).items()
-                   if path in host_files}
-  dropped_records = {path: sorted(set(indices)) for path, indices in
-                     (dropped_records or {}).items() if path in host_files and indices}
+  record_limits, dropped_records = _host_readable(readable, host_files)
   first_epoch, skip_in_epoch = _resume_position(
       host_files, shard_examples, process_index, process_count,
       start_batch * host_batch_size, repeat, record_limits, dropped_records)
@@ -130,7 +127,7 @@ def make_host_dataset(data_dir: str, split: str, *, image_size: int, max_text_le
 
 def iterate_eval_batches(data_dir: str, split: str, *, image_size: int, max_text_len: int,
                          batch_size: int, process_index: int = 0, process_count: int = 1,
-                         with_titles: bool = False
+                         with_titles: bool = False, readable=None
                          ) -> Iterator[tuple[dict[str, np.ndarray], list[str]]]:
   """Yields (batch of numpy arrays, ids of its valid rows) over one unshuffled pass.
 
@@ -144,31 +141,64 @@ def iterate_eval_batches(data_dir: str, split: str, *, image_size: int, max_text
     raise ValueError(f"batch_size must be positive, got {batch_size}")
   files = list_split_files(data_dir, split)
   host_files, shard_examples = _host_files(files, process_index, process_count)
+  record_limits, dropped_records = _host_readable(readable, host_files)
   records = _epoch_records(host_files, tf.constant(0, tf.int64), shuffle=False,
                            shuffle_buffer=0, seed=0, shard_examples=shard_examples,
-                           process_index=process_index, process_count=process_count)
+                           process_index=process_index, process_count=process_count,
+                           open_file=_file_opener(record_limits, dropped_records))
   batches = _parse_batches(records, batch_size, image_size, max_text_len,
                            drop_remainder=False, with_ids=True, with_titles=with_titles)
-  for batch in batches.with_options(_pipeline_options()).as_numpy_iterator():
+  for batch in _named_read_errors(batches.with_options(_pipeline_options()).as_numpy_iterator(),
+                                  data_dir, split, host_files, record_limits):
     ids = [listing_id.decode("utf-8") for listing_id in batch.pop("id")]
     yield _pad_batch(batch, batch_size), ids
 
 
-def read_titles(data_dir: str, split: str, *, max_examples: int | None = None) -> list[str]:
-  """The split's cleaned titles in file order (empty strings included), nothing decoded."""
-  records = tf.data.TFRecordDataset(list_split_files(data_dir, split))
+def read_titles(data_dir: str, split: str, *, max_examples: int | None = None,
+                readable=None) -> list[str]:
+  """The split's cleaned titles in file order (empty strings included), nothing decoded.
+
+  `readable`: see `make_host_dataset`; its left-out listings are left out here too.
+  """
+  files = list_split_files(data_dir, split)
+  record_limits, dropped_records = _host_readable(readable, files)
+  records = tf.data.Dataset.from_tensor_slices(files).flat_map(
+      _file_opener(record_limits, dropped_records))
   if max_examples:
     records = records.take(max_examples)
   titles = records.batch(1024).map(
       lambda serialized: tf.io.parse_example(serialized, _TITLE_FEATURE_SPEC)["title"])
-  return [title.decode("utf-8") for batch in titles.as_numpy_iterator() for title in batch]
+  return [title.decode("utf-8") for batch in _named_read_errors(
+      titles.as_numpy_iterator(), data_dir, split, files, record_limits) for title in batch]
+
+
+def _host_readable(readable, host_files: list[str]
+                   ) -> tuple[dict[str, int], dict[str, list[int]]]:
+  """(record limits, dropped record indices) of `readable` for the shards this part reads."""
+  if readable is None:
+    return {}, {}
+  limits = {path: limit for path, limit in readable.limits.items() if path in host_files}
+  dropped = {path: sorted(set(indices)) for path, indices in readable.dropped.items()
+             if path in host_files and indices}
+  return limits, dropped
+
+
+def _named_read_errors(iterator, data_dir: str, split: str, files: list[str],
+                       record_limits: dict[str, int]):
+  """`iterator`, with a record that fails to read (or an image that fails to decode)
+  raised as a `CorruptShardError` naming the shard."""
+  try:
+    yield from iterator
+  except tf.errors.OpError as error:
+    named = shard_integrity.named_read_error(error, data_dir, split, files, record_limits)
+    if named is None:
+      raise
+    raise named from error
 
 
 def make_global_iterator(config, data_dir: str, mesh: jax.sharding.Mesh, batch_sharding,
                          *, split: str = "train", start_step: int = 0,
-                         num_streams: int | None = None,
-                         record_limits: dict[str, int] | None = None,
-                         dropped_records: dict[str, Sequence[int]] | None = None
+                         num_streams: int | None = None, readable=None
                          ) -> "_PrefetchIterator":
   """Yields training batches as global `jax.Array`s, `config.data.prefetch_batches` ahead.
 
@@ -188,7 +218,7 @@ def make_global_iterator(config, data_dir: str, mesh: jax.sharding.Mesh, batch_s
     start_step: the first step's batch index.
     num_streams: overrides `resolve_num_streams(config)` (a resumed run keeps the stream
       count of its checkpoint).
-    record_limits, dropped_records: see `make_host_dataset`.
+    readable: see `make_host_dataset`.
   """
   global_batch_size = config.global_batch_size
   num_streams = resolve_num_streams(config) if num_streams is None else num_streams
@@ -200,8 +230,7 @@ def make_global_iterator(config, data_dir: str, mesh: jax.sharding.Mesh, batch_s
       max_text_len=config.model.max_text_len, host_batch_size=stream_batch_size,
       process_index=stream, process_count=num_streams,
       shuffle_buffer=config.data.shuffle_buffer, seed=config.seed, repeat=True,
-      start_batch=start_step, record_limits=record_limits,
-      dropped_records=dropped_records) for stream in streams]
+      start_batch=start_step, readable=readable) for stream in streams]
   to_global = lambda batch: _to_global_arrays(batch, batch_sharding, global_batch_size)
   host_batches = _concatenate_streams(datasets).as_numpy_iterator()
   return _PrefetchIterator(host_batches, to_global, config.data.prefetch_batches)

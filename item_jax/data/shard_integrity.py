@@ -7,8 +7,11 @@ The converter records every shard's size, record count and SHA-256 in
   * `scan_shard` / `verify_data_dir` (reads every record, checking TFRecord framing and
     CRCs, several shards at once): `python -m item_jax.cli.verify --data_dir DIR` lists the
     broken shards with the first bad offset;
-  * `CorruptShardError`: a record that fails to read during training stops the run with
-    the broken files, their offsets and the last good checkpoint.
+  * `CorruptShardError` (`named_read_error`): a record that fails to read, in training or
+    in any other reader of a split (validation, evaluation), stops it naming the broken
+    files and their offsets (and, in training, the last good checkpoint).
+Which records each reader reads, in both modes of `config.data.on_corrupt_record`, is
+`item_jax/data/readable_records.py`.
 A record can also read fine and hold an image that TensorFlow cannot decode (shards not
 written by this converter, bytes damaged before the CRC was computed): `undecodable_images`
 decodes every image of some shards (`verify --images`, skip mode at start-up, and the
@@ -26,11 +29,12 @@ from etils import epath
 
 from item_jax import file_io
 from item_jax.data.dataset_info import SPLITS
+from item_jax.errors import ItemJaxError
 
 _OFFSET_PATTERN = re.compile(r"(?:corrupted|truncated) record at (\d+)")
 
 
-class CorruptShardError(RuntimeError):
+class CorruptShardError(ItemJaxError, RuntimeError):
   """A shard is damaged: its size, framing, CRC or content is not what was written."""
 
 
@@ -238,24 +242,25 @@ def is_image_decode_error(error: BaseException) -> bool:
           and re.search(r"jpeg|png|gif|bmp|webp|image", str(error), re.IGNORECASE) is not None)
 
 
-def undecodable_image_error(error: Exception, data_dir: str, files: Sequence[str],
-                            limits: dict[str, int] | None,
-                            last_checkpoint: int | None) -> CorruptShardError:
-  """The error a training run stops with when an image fails to decode (names the listing)."""
+def undecodable_image_error(error: Exception, data_dir: str, split: str,
+                            files: Sequence[str], limits: dict[str, int] | None,
+                            resume: str = "") -> CorruptShardError:
+  """The error a reader stops with when an image fails to decode (names the listing)."""
   found = undecodable_images(files, limits)
   where = ("\n  ".join(image.describe() for image in found[:20]) if found else
            "no image fails to decode on a re-read (a transient error?)")
-  resume = _resume_hint(last_checkpoint)
   return CorruptShardError(
-      f"A training image failed to decode ({_readable_message(error)}).\nIn {data_dir}:\n  "
-      f"{where}\nRe-convert the catalog, or set config.data.on_corrupt_record='skip' to "
-      f"leave such listings out (counted); then rerun: {resume}. "
+      f"An image of the {split} split failed to decode ({_readable_message(error)}).\nIn "
+      f"{data_dir}:\n  {where}\nRe-convert the catalog, or set "
+      f"config.data.on_corrupt_record='skip' to leave such listings out (counted); then "
+      f"rerun{resume}. "
       f"`python -m item_jax.cli.verify --data_dir {data_dir} --images` lists them all.")
 
 
-def _resume_hint(last_checkpoint: int | None) -> str:
-  return (f"the last good checkpoint is step {last_checkpoint}; a rerun resumes from it"
-          if last_checkpoint is not None else "no checkpoint was written yet")
+def resume_hint(last_checkpoint: int | None) -> str:
+  """What a training run's rerun resumes from, as the read errors end their advice."""
+  return (f": the last good checkpoint is step {last_checkpoint}; a rerun resumes from it"
+          if last_checkpoint is not None else ": no checkpoint was written yet")
 
 
 def is_record_read_error(error: BaseException) -> bool:
@@ -265,18 +270,34 @@ def is_record_read_error(error: BaseException) -> bool:
   return isinstance(error, tf.errors.DataLossError)
 
 
-def corrupt_record_error(error: Exception, data_dir: str, files: Sequence[str],
-                         last_checkpoint: int | None) -> CorruptShardError:
-  """The error a training run stops with when a record fails to read.
+def corrupt_record_error(error: Exception, data_dir: str, split: str, files: Sequence[str],
+                         resume: str = "") -> CorruptShardError:
+  """The error a reader stops with when a record fails to read.
 
   tf.data's message has an offset but not the file (shards are read interleaved), so the
-  host's shards are scanned to name the broken ones.
+  split's shards are scanned to name the broken ones.
   """
   broken = [report for report in scan_shards(list(files)) if not report.ok]
   where = ("\n  ".join(report.describe() for report in broken) if broken else
            "no shard fails a re-read now (a transient read error?)")
-  resume = _resume_hint(last_checkpoint)
   return CorruptShardError(
-      f"A training record failed to read ({_readable_message(error)}).\nBroken shard(s) of {data_dir}:\n  "
-      f"{where}\nReplace them (copy again, or re-convert), then rerun: {resume}. "
+      f"A record of the {split} split failed to read ({_readable_message(error)}).\nBroken "
+      f"shard(s) of {data_dir}:\n  {where}\nReplace them (copy again, or re-convert), or "
+      f"set config.data.on_corrupt_record='skip' to read each only up to its first bad "
+      f"record (counted); then rerun{resume}. "
       f"`python -m item_jax.cli.verify --data_dir {data_dir}` checks every shard.")
+
+
+def named_read_error(error: BaseException, data_dir: str, split: str, files: Sequence[str],
+                     limits: dict[str, int] | None = None,
+                     resume: str = "") -> CorruptShardError | None:
+  """What any reader of a split raises for `error` (a record that fails to read, an image
+  that fails to decode), naming the shard; None when `error` is neither.
+
+  `resume` (training: `resume_hint(last checkpoint)`) ends the advice to rerun.
+  """
+  if is_record_read_error(error):
+    return corrupt_record_error(error, data_dir, split, files, resume)
+  if is_image_decode_error(error):
+    return undecodable_image_error(error, data_dir, split, files, limits, resume)
+  return None

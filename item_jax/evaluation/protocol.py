@@ -20,7 +20,9 @@ Writes metrics.json, report.md and PNG plots to --out. `make_validation_evaluato
 same retrieval on the validation split, run periodically by the trainer; in a job of many
 processes (a pod) every process reads the same validation batches, embeds the rows of its
 own devices (`item_jax/embedding.py`), receives all rows back, and the figures equal a
-single process's.
+single process's. Every split is read as `config.data.on_corrupt_record` says
+(`item_jax/data/readable_records.py`: in skip mode, the records the trainer left out are
+left out here too, and counted in `metrics["data"]`).
 """
 
 import os
@@ -32,7 +34,7 @@ from absl import logging
 
 from item_jax import batch as batch_lib
 from item_jax import embedding, objectives, sharding, train_step
-from item_jax.data import dataset_info, input_pipeline
+from item_jax.data import dataset_info, input_pipeline, readable_records
 from item_jax.evaluation import baselines, classification, matching, plots, report, retrieval
 from item_jax.model import model_from_config
 
@@ -96,9 +98,11 @@ def embed_split_with(embedders: dict[str, Embedder], config, data_dir: str, spli
   """
   vectors = {name: {removal: [] for removal in removals} for name in embedders}
   groups, categories, ids = [], [], []
+  readable = readable_records.of_split(data_dir, split, readable_records.mode_of(config))
   for batch, batch_ids in input_pipeline.iterate_eval_batches(
       data_dir, split, image_size=config.model.image_size,
-      max_text_len=config.model.max_text_len, batch_size=batch_size, with_titles=True):
+      max_text_len=config.model.max_text_len, batch_size=batch_size, with_titles=True,
+      readable=readable):
     valid = batch["valid"].astype(bool)
     if pair_source is not None:
       pair_source.add(batch)
@@ -172,7 +176,9 @@ def image_only_probe(train: SplitEmbeddings, test: SplitEmbeddings, num_classes:
 
 def reference_embedders(config, data_dir: str, max_train_examples: int) -> dict[str, Embedder]:
   """The untrained encoder (same config, step 0) and the classical baselines."""
-  train_titles = input_pipeline.read_titles(data_dir, "train", max_examples=max_train_examples)
+  train_titles = input_pipeline.read_titles(
+      data_dir, "train", max_examples=max_train_examples,
+      readable=readable_records.of_split(data_dir, "train", readable_records.mode_of(config)))
   embedders = {UNTRAINED: model_embedder(untrained_params(config), config)}
   for baseline in baselines.fit_baselines(train_titles):
     embedders[baseline.name] = baseline_embedder(baseline)
@@ -204,9 +210,19 @@ def evaluate_embedders(embedders: dict[str, Embedder], config, data_dir: str, *,
     if matchers and matchers.get(name) is not None:
       metrics["itm"] = matching.itm_accuracy(matchers[name], pairs)
     metrics["data"] = dict(dir=os.path.abspath(data_dir), num_test=len(test[name].ids),
-                           num_train_for_probe=len(train[name].ids))
+                           num_train_for_probe=len(train[name].ids),
+                           **_left_out(config, data_dir, ("test", "train")))
     results[name] = (metrics, test[name])
   return results
+
+
+def _left_out(config, data_dir: str, splits: tuple[str, ...]) -> dict:
+  """Skip mode: the records left out of each split (as its readers left them out)."""
+  mode = readable_records.mode_of(config)
+  if mode != "skip":
+    return {}
+  return {f"records_left_out_{split}":
+          readable_records.of_split(data_dir, split, mode).num_left_out for split in splits}
 
 
 def evaluate_references(config, data_dir: str, *,
@@ -313,6 +329,8 @@ def make_validation_evaluator(config, data_dir: str, *, with_references: bool = 
     train = embed_split_with(embedders, config, data_dir, "train", removals=("title",),
                              max_examples=VALIDATION_PROBE_TRAIN_EXAMPLES)
     metrics = flat_metrics(splits.pop(TRAINED), train[TRAINED], matchers[TRAINED], pairs)
+    metrics.update({f"data.{key}": float(value)
+                    for key, value in _left_out(config, data_dir, ("validation",)).items()})
     for name, split in splits.items():
       reference = flat_metrics(split, train[name], matchers.get(name), pairs)
       logging.info("[validation] reference %s: R@1=%.4f R@10=%.4f mAP@R=%.4f no-title "
