@@ -5,7 +5,7 @@
 
 Same-product search on the test split, category prediction, modality balance and the
 reference rows (untrained encoder, title TF-IDF, colour histogram); writes metrics.json,
-report.md and plots to --out. The protocol is `item_jax/evaluation/protocol.py`.
+report.md, report.html (what the model retrieves beside title TF-IDF) and plots to --out. The protocol is `item_jax/evaluation/protocol.py`.
 """
 
 import json
@@ -23,7 +23,8 @@ def define_flags():
   flags.DEFINE_integer("step", None, "With --workdir: the checkpoint step (default: latest).")
   flags.DEFINE_string("export", None, "Export directory (python -m item_jax.cli.export).")
   flags.DEFINE_string("data_dir", None, "Shards to evaluate on (default: the run's data).")
-  flags.DEFINE_string("out", None, "Directory for metrics.json, report.md and plots.")
+  flags.DEFINE_string("out", None, "Directory for metrics.json, report.md, report.html and "
+                      "plots.")
 
 
 def main(argv):
@@ -41,7 +42,8 @@ def main(argv):
   metrics = protocol.evaluate_params(params, config, data_dir, out_dir=flag_values.out,
                                      title=f"ITEm evaluation of {source}")
   print(protocol.format_summary(metrics))
-  print(f"report: {os.path.join(flag_values.out, 'report.md')}; plots: "
+  print(f"report: {os.path.join(flag_values.out, 'report.md')}, "
+        f"{os.path.join(flag_values.out, 'report.html')}; plots: "
         + ", ".join(metrics["plots"].values()))
   print(json.dumps(report.flatten_metrics({k: v for k, v in metrics.items() if k != "plots"})))
 
