@@ -6,10 +6,11 @@ ids[i]) and `OUT.json` (ids, the export, counts, rejects) from one process.
 `embed_manifest_parts` is the same work split over the processes of a `jax.distributed`
 job (`item_jax/distributed.py`: TPU pod, SLURM, or explicit flags): process p of P embeds
 the p-th contiguous range of the manifest's valid listings on its own devices and writes
-`OUT/part-0000p-of-0000P.parquet` (columns `id`, `group`, `category` and `embedding`, a
-fixed-size list of float32 or float16) with `OUT/part-....json` (its counts and rejects);
+`OUT/part-0000p-of-0000P.parquet` (columns `id`, `group`, `category`, `title` and
+`embedding`, a fixed-size list of float32 or float16) with `OUT/part-....json` (its counts and rejects);
 after a barrier, process 0 writes `OUT/index.json` listing the parts, their rows and
-rejects, and the totals. The parts, concatenated in order, are the 1-process output.
+rejects, the totals and the export's fingerprint (`export.export_fingerprint`, which
+`search` checks its query's export against). The parts, concatenated in order, are the 1-process output.
 Every process parses the whole manifest (duplicate ids are found across all of it).
 
 `embed_shard_parts` does the same from the converter's TFRecord shards (already cleaned,
@@ -129,8 +130,9 @@ def embed_manifest(export_dir: str, manifest_path: str, out_prefix: str, *,
   file_io.makedirs(os.path.dirname(file_io.absolute(out_prefix)))
   with file_io.open_file(out_prefix + ".npy", "wb") as f:
     np.save(f, embeddings)
-  summary = dict(export=file_io.absolute(export_dir), manifest=file_io.absolute(manifest_path),
-                 num_input_listings=contents.num_input_listings, num_embedded=len(ids),
+  summary = dict(export=file_io.absolute(export_dir),
+                 export_fingerprint=export.export_fingerprint(export_dir),
+                 manifest=file_io.absolute(manifest_path), num_input_listings=contents.num_input_listings, num_embedded=len(ids),
                  num_rejected=len(rejects), embed_dim=int(embeddings.shape[1]), ids=ids,
                  rejects=rejects)
   with file_io.open_file(out_prefix + ".json", "w") as f:
@@ -180,8 +182,9 @@ def embed_manifest_parts(export_dir: str, manifest_path: str, out_dir: str, *,
   if process_index != 0:
     return part
   return _write_index(out_dir, process_count, dict(
-      export=file_io.absolute(export_dir), manifest=file_io.absolute(manifest_path),
-      embed_dim=int(model.config.model.embed_dim), dtype=dtype,
+      export=file_io.absolute(export_dir), export_fingerprint=export.export_fingerprint(export_dir),
+      manifest=file_io.absolute(manifest_path), embed_dim=int(model.config.model.embed_dim),
+      dtype=dtype,
       num_input_listings=contents.num_input_listings))
 
 
@@ -260,7 +263,8 @@ def embed_shard_parts(export_dir: str, shards: str, out_dir: str, *,
   if process_index != 0:
     return part
   return _write_index(out_dir, process_count, dict(
-      export=file_io.absolute(export_dir), shards=file_io.absolute(shards),
+      export=file_io.absolute(export_dir), export_fingerprint=export.export_fingerprint(export_dir),
+      shards=file_io.absolute(shards),
       num_shard_files=len(files), embed_dim=int(model.config.model.embed_dim), dtype=dtype))
 
 
@@ -277,6 +281,8 @@ def _write_part(out_dir, process_index, process_count, model, kept, embeddings, 
       "id": pa.array([listing.id for listing in kept], pa.string()),
       "group": pa.array([listing.group for listing in kept], pa.string()),
       "category": pa.array([listing.category for listing in kept], pa.string()),
+      # What a person reads in a search result; the ids alone say nothing.
+      "title": pa.array([listing.title for listing in kept], pa.string()),
       "embedding": pa.FixedSizeListArray.from_arrays(flat, width)})
   file_io.makedirs(out_dir)
   name = part_name(process_index, process_count)

@@ -25,6 +25,7 @@ masked out of attention, exactly as in training.
 """
 
 import dataclasses
+import hashlib
 import json
 import os
 import shutil
@@ -138,6 +139,26 @@ def load_exported(path: str, *, batch_size: int = 64) -> ExportedModel:
   return ExportedModel(config=config, params=params, model=model_from_config(config.model),
                        tokenizer=tokenizer.load_tokenizer(os.path.join(path, tokenizer_files[0])),
                        stored_image_size=int(info["stored_image_size"]), batch_size=batch_size)
+
+
+def export_fingerprint(path: str) -> str:
+  """A short digest of an export's parameters, config and tokenizer.
+
+  Embedded catalogs and serving indexes record it, so that a query embedded with another
+  export (whose vectors live in another space) is refused rather than silently mis-ranked.
+  """
+  digest = hashlib.sha256()
+  names = [name for name in (*PARAMS_FORMATS.values(), CONFIG_FILE, *TOKENIZER_FILES)
+           if os.path.isfile(os.path.join(path, name))]
+  if not any(name in PARAMS_FORMATS.values() for name in names):
+    raise FileNotFoundError(f"{path} holds no {' or '.join(PARAMS_FORMATS.values())}: not an "
+                            "export directory (python -m item_jax.cli.export)")
+  for name in names:
+    digest.update(name.encode("utf-8"))
+    with open(os.path.join(path, name), "rb") as f:
+      for block in iter(lambda: f.read(1 << 20), b""):
+        digest.update(block)
+  return digest.hexdigest()[:16]
 
 
 def write_params(params, path: str) -> None:

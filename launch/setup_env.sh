@@ -20,7 +20,8 @@ Sets up ${REPO_ROOT}/.venv for item_jax. Safe to run again; re-runs are fast.
 
   --accelerator KIND  cpu (default): requirements.txt only; tpu: adds jax[tpu] (libtpu);
                       gpu: adds jax[cuda12] (CUDA wheels).
-  --dev               also what the tests use: shellcheck and git (Debian), and the test
+  --dev               also what the tests use: shellcheck, git and chromium (Debian; chromium
+                      renders the HTML evaluation report headless), and the test
                       extras of requirements-dev.txt (torch, transformers, libtpu).
   --no-apt            skip the Debian package check.
   --dry-run           print what would be installed, change nothing.
@@ -98,7 +99,7 @@ missing_debian_packages() {
     wanted+=("python$(python_minor_version "${python}")-venv")
   fi
   if ((with_dev_tools)); then
-    wanted+=(shellcheck git)
+    wanted+=(shellcheck git chromium)
   fi
   for package in "${wanted[@]}"; do
     is_debian_package_installed "${package}" || echo "${package}"

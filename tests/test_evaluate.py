@@ -34,11 +34,11 @@ def test_evaluate_writes_metrics_report_and_plots(trained_workdir, catalog_shard
       retrieval["recall@1"] - metrics["retrieval_no_title"]["recall@1"])
   with open(os.path.join(out, "metrics.json"), encoding="utf-8") as f:
     assert json.load(f)["retrieval"]["recall@1"] == retrieval["recall@1"]
-  for name in ("report.md", "recall_at_k.png", "embedding_projection.png",
+  for name in ("report.md", "report.html", "recall_at_k.png", "embedding_map.png",
                "similarity_distributions.png"):
     with open(os.path.join(out, name), "rb") as f:
       head = f.read(8)
-    assert head if name.endswith(".md") else head == b"\x89PNG\r\n\x1a\n", name
+    assert head if name.endswith((".md", ".html")) else head == b"\x89PNG\r\n\x1a\n", name
   summary = protocol.format_summary(metrics)
   assert "same-product search" in summary and "probe -title" in summary and "ITM acc" in summary
 

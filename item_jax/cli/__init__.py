@@ -9,6 +9,8 @@
   embed                embed a manifest's listings with an export (.npy, or Parquet parts
                        written by every process of a job)
   build_ann_index      the faiss serving index from Parquet parts, with its recall
+  search               a new listing's nearest products in an embedded catalog (parts
+                       or the faiss index)
   ablation             train and evaluate the ablation variants, tabulate
   bench                benchmarks printing JSON (train step, input pipeline, memorisation,
                        vs-peer, search)

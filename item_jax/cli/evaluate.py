@@ -5,10 +5,11 @@
 
 Same-product search on the test split, category prediction, modality balance and the
 reference rows (untrained encoder, title TF-IDF, colour histogram); writes metrics.json,
-report.md and plots to --out. The protocol is `item_jax/evaluation/protocol.py`. Damaged
-shards are read as the run's `config.data.on_corrupt_record` says (or
-`--on_corrupt_record`): "stop" names the broken shard, "skip" reads the records the
-trainer read and prints how many were left out (`item_jax/data/readable_records.py`).
+report.md, report.html (what the model retrieves beside title TF-IDF) and plots to --out.
+The protocol is `item_jax/evaluation/protocol.py`. Damaged shards are read as the run's
+`config.data.on_corrupt_record` says (or `--on_corrupt_record`): "stop" names the broken
+shard, "skip" reads the records the trainer read and prints how many were left out
+(`item_jax/data/readable_records.py`).
 """
 
 import json
@@ -27,7 +28,8 @@ def define_flags():
   flags.DEFINE_integer("step", None, "With --workdir: the checkpoint step (default: latest).")
   flags.DEFINE_string("export", None, "Export directory (python -m item_jax.cli.export).")
   flags.DEFINE_string("data_dir", None, "Shards to evaluate on (default: the run's data).")
-  flags.DEFINE_string("out", None, "Directory for metrics.json, report.md and plots.")
+  flags.DEFINE_string("out", None, "Directory for metrics.json, report.md, report.html and "
+                      "plots.")
   flags.DEFINE_enum("on_corrupt_record", None, list(readable_records.MODES),
                     "How to read a damaged shard (default: the run's "
                     "config.data.on_corrupt_record).")
@@ -55,7 +57,8 @@ def main(argv):
   if left_out:
     print("records left out (on_corrupt_record='skip'; the log names them): " + ", ".join(
         f"{value} of the {key.rsplit('_', 1)[1]} split" for key, value in left_out.items()))
-  print(f"report: {os.path.join(flag_values.out, 'report.md')}; plots: "
+  print(f"report: {os.path.join(flag_values.out, 'report.md')}, "
+        f"{os.path.join(flag_values.out, 'report.html')}; plots: "
         + ", ".join(metrics["plots"].values()))
   print(json.dumps(report.flatten_metrics({k: v for k, v in metrics.items() if k != "plots"})))
 

@@ -78,7 +78,8 @@ def main(argv):
   results = protocol.evaluate_params(params, config, config.data.dir, out_dir=eval_dir,
                                      title=f"ITEm (configs/demo.py) on the embedded catalog (step {step})")
   print("\n" + protocol.format_summary(results))
-  print(f"\nexport: {export_dir}\nreport: {os.path.join(eval_dir, 'report.md')}\nplots: "
+  print(f"\nexport: {export_dir}\nreport: {os.path.join(eval_dir, 'report.md')} and "
+        f"{os.path.join(eval_dir, 'report.html')} (open it in a browser)\nplots: "
         + ", ".join(results["plots"].values()))
 
 

@@ -10,7 +10,9 @@ the approximation costs: recall@k of the index against exact search
 (`retrieval.iter_cosine_top_k`) for a seeded sample of gallery rows used as queries (each
 query's own row left out of both), printed and written next to the index.
 Writes OUT/index.faiss, OUT/ids.json (row i of the index is listing ids[i]) and
-OUT/ann_info.json.
+OUT/ann_info.json, which also names the parts it was built from and their export's
+fingerprint (`search` reads the listings' titles from the parts and refuses a query
+embedded with another export).
 """
 
 import json
@@ -67,6 +69,8 @@ def build_from_parts(parts_dir: str, out_dir: str, *, nlist: int | None = None,
   from item_jax import catalog_embedding  # pylint: disable=g-import-not-at-top
 
   table = catalog_embedding.read_parts(parts_dir)
+  with file_io.open_file(os.path.join(parts_dir, catalog_embedding.INDEX_FILE)) as f:
+    parts_index = json.load(f)
   if len(table) == 0:
     raise ValueError(f"{parts_dir} holds no embedded listings")
   width = table.schema.field("embedding").type.list_size
@@ -79,7 +83,9 @@ def build_from_parts(parts_dir: str, out_dir: str, *, nlist: int | None = None,
     f.write(faiss.serialize_index(index).tobytes())
   with file_io.open_file(os.path.join(out_dir, "ids.json"), "w") as f:
     f.write(json.dumps(table.column("id").to_pylist()))
-  info = dict(kind="faiss.IndexIVFFlat", metric="inner_product (cosine)", rows=len(embeddings),
+  info = dict(kind="faiss.IndexIVFFlat", metric="inner_product (cosine)",
+              embeddings=file_io.absolute(parts_dir), export=parts_index.get("export"),
+              export_fingerprint=parts_index.get("export_fingerprint"), rows=len(embeddings),
               width=int(width), nlist=int(index.nlist), nprobe=int(index.nprobe), k=k,
               recall_queries=min(num_queries, len(embeddings)),
               **{f"recall@{k}_vs_exact": round(recall, 4)})

@@ -50,6 +50,15 @@ def macro_f1(y_true, y_pred, num_classes: int) -> float:
   return float(np.mean(f1))
 
 
+def per_class_accuracy(y_true, y_pred, num_classes: int) -> list[float | None]:
+  """Accuracy on each class's true rows; None for a class with no rows (nothing to score)."""
+  y_true, y_pred = _checked_pair(y_true, y_pred)
+  _check_labels(y_true, num_classes, "y_true", allow_unlabelled=False)
+  rows = np.bincount(y_true, minlength=num_classes)
+  right = np.bincount(y_true[y_true == y_pred], minlength=num_classes)
+  return [float(right[c] / rows[c]) if rows[c] else None for c in range(num_classes)]
+
+
 def linear_probe(train_x, train_y, test_x, test_y, *, num_classes: int, steps: int = 500,
                  learning_rate: float = 0.05, weight_decay: float = 1e-4,
                  seed: int = 0) -> dict:
@@ -65,8 +74,10 @@ def linear_probe(train_x, train_y, test_x, test_y, *, num_classes: int, steps: i
     seed: draws the initial weights (normal, std 0.01).
 
   Returns:
-    {"top1_accuracy", "macro_f1", "train_accuracy", "final_train_loss", "num_train",
-     "num_test", "num_train_unlabelled", "num_test_unlabelled"}.
+    {"top1_accuracy", "macro_f1", "per_class_accuracy" (one per category, None where the
+     test split has none; which categories the embedding fails on), "train_accuracy",
+     "final_train_loss", "num_train", "num_test", "num_train_unlabelled",
+     "num_test_unlabelled"}.
   """
   if steps < 1:
     raise ValueError(f"steps must be >= 1, got {steps}")
@@ -87,6 +98,7 @@ def linear_probe(train_x, train_y, test_x, test_y, *, num_classes: int, steps: i
   return {
       "top1_accuracy": accuracy(test_y, test_pred),
       "macro_f1": macro_f1(test_y, test_pred, num_classes),
+      "per_class_accuracy": per_class_accuracy(test_y, test_pred, num_classes),
       "train_accuracy": accuracy(train_y, train_pred),
       "final_train_loss": float(final_loss),
       "num_train": len(train_y),

@@ -1,6 +1,8 @@
 """Evaluation figures (PNG, matplotlib Agg): recall curves, a PCA map, similarity histograms.
 
 - `plot_recall_curves`: recall@k against k, one line per model.
+- `plot_modality_balance`: Recall@1 of each model with full queries, without the title and
+  without the image, as grouped bars.
 - `plot_embedding_projection`: 2-D PCA (numpy) of the embeddings, coloured by category.
 - `plot_similarity_distributions`: cosine similarity of same-group vs different-group pairs.
 
@@ -40,7 +42,32 @@ def plot_recall_curves(recall_curves: Mapping[str, np.ndarray], path, *,
   axes.grid(True, alpha=0.3)
   axes.legend(loc="lower right")
   axes.set_title(title)
-  return _save(figure, path)
+  return save_figure(figure, path)
+
+
+def plot_modality_balance(rows: Mapping[str, Mapping[str, float]], path, *,
+                          title: str = "Modality balance: Recall@1 by what the query keeps"
+                          ) -> str:
+  """Grouped bars: per model, R@1 for each query variant ({model: {variant: R@1}})."""
+  if not rows:
+    raise ValueError("plot_modality_balance needs at least one model")
+  variants = list(dict.fromkeys(variant for row in rows.values() for variant in row))
+  figure, axes = plt.subplots(figsize=(8, 3.6))
+  width = 0.8 / len(variants)
+  positions = np.arange(len(rows))
+  for offset, (variant, colour) in enumerate(zip(variants, ("tab:blue", "tab:orange",
+                                                            "tab:green", "tab:purple"))):
+    values = [rows[name].get(variant, np.nan) for name in rows]
+    bars = axes.bar(positions + (offset - (len(variants) - 1) / 2) * width, values, width,
+                    color=colour, label=variant)
+    axes.bar_label(bars, fmt="%.2f", fontsize=7, padding=1)
+  axes.set_xticks(positions, list(rows), fontsize=9)
+  axes.set_ylabel("Recall@1")
+  axes.set_ylim(0, 1.1)
+  axes.legend(loc="upper right", fontsize=8, ncol=len(variants))
+  axes.set_title(title)
+  axes.grid(True, axis="y", alpha=0.3)
+  return save_figure(figure, path)
 
 
 def plot_embedding_projection(embeddings, category_labels, category_names, path, *,
@@ -61,7 +88,7 @@ def plot_embedding_projection(embeddings, category_labels, category_names, path,
   if labels.size and labels.max() >= len(category_names):
     raise ValueError(f"category label {labels.max()} has no name ({len(category_names)} "
                      f"names given)")
-  projected, explained = _pca_2d(embeddings)
+  projected, explained = pca_2d(embeddings)
   shown = _sample_rows(len(embeddings), max_points, seed)
   counts = np.bincount(labels[labels >= 0], minlength=len(category_names))
   coloured = [c for c in np.argsort(-counts, kind="stable")[:MAX_LEGEND_CATEGORIES - 1]
@@ -72,7 +99,7 @@ def plot_embedding_projection(embeddings, category_labels, category_names, path,
   if is_other.any():
     axes.scatter(*projected[shown][is_other].T, s=4, c=OTHER_COLOUR, alpha=0.5,
                  label=f"other ({int(np.sum(~np.isin(labels, coloured)))})")
-  palette = _category_palette()
+  palette = category_palette()
   for colour_index, category in enumerate(coloured):
     rows = shown[labels[shown] == category]
     axes.scatter(*projected[rows].T, s=6, color=palette[colour_index], alpha=0.8,
@@ -82,7 +109,7 @@ def plot_embedding_projection(embeddings, category_labels, category_names, path,
   axes.set_title(f"{title}\n{len(shown)} of {len(embeddings)} listings shown")
   axes.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, markerscale=2,
               title="category (listings)")
-  return _save(figure, path)
+  return save_figure(figure, path)
 
 
 def plot_similarity_distributions(embeddings, groups, path, *, max_pairs: int = 100000,
@@ -122,10 +149,10 @@ def plot_similarity_distributions(embeddings, groups, path, *, max_pairs: int = 
   axes.set_xlim(-1, 1)
   axes.legend(loc="upper left")
   axes.set_title(title)
-  return _save(figure, path)
+  return save_figure(figure, path)
 
 
-def _category_palette() -> list:
+def category_palette() -> list:
   """MAX_LEGEND_CATEGORIES - 1 distinct colours, none of them the grey of "other"."""
   tab20 = plt.get_cmap("tab20")
   greys = (14, 15)
@@ -134,7 +161,7 @@ def _category_palette() -> list:
   return colours[:MAX_LEGEND_CATEGORIES - 1]
 
 
-def _pca_2d(embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def pca_2d(embeddings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   """Projection on the top two principal axes and their fractions of the variance."""
   centred = embeddings - embeddings.mean(axis=0)
   covariance = centred.T @ centred / max(len(centred) - 1, 1)
@@ -196,7 +223,8 @@ def _cosines(unit: np.ndarray, first: np.ndarray, second: np.ndarray) -> np.ndar
   return np.einsum("nd,nd->n", unit[first], unit[second])
 
 
-def _save(figure, path) -> str:
+def save_figure(figure, path) -> str:
+  """Writes the figure as PNG (the folder made if need be), closes it, returns `path`."""
   directory = os.path.dirname(os.fspath(path))
   if directory:
     os.makedirs(directory, exist_ok=True)

@@ -16,7 +16,8 @@ On the converter's splits (product groups never cross splits):
   * reference rows, the same metrics in the same pass (ITEM_SPEC section 6): the same
     encoder untrained (step 0), title TF-IDF, a colour histogram and the two concatenated
     (`item_jax/evaluation/baselines.py`).
-Writes metrics.json, report.md and PNG plots to --out. `make_validation_evaluator` is the
+Writes metrics.json, report.md, report.html (`html_report.py`: what the model retrieves,
+beside title TF-IDF) and PNG plots to --out. `make_validation_evaluator` is the
 same retrieval on the validation split, run periodically by the trainer; in a job of many
 processes (a pod) every process reads the same validation batches, embeds the rows of its
 own devices (`item_jax/embedding.py`), receives all rows back, and the figures equal a
@@ -35,7 +36,8 @@ from absl import logging
 from item_jax import batch as batch_lib
 from item_jax import embedding, objectives, sharding, train_step
 from item_jax.data import dataset_info, input_pipeline, readable_records
-from item_jax.evaluation import baselines, classification, matching, plots, report, retrieval
+from item_jax.evaluation import (baselines, classification, html_report, matching, plots,
+                                 report, retrieval)
 from item_jax.model import model_from_config
 
 REMOVALS = batch_lib.REMOVALS
@@ -255,13 +257,21 @@ def evaluate_params(params, config, data_dir: str, *, out_dir: str | None = None
   if with_references:
     metrics["references"] = {name: reference for name, (reference, _) in results.items()}
   if out_dir:
-    write_outputs(metrics, test, dataset_info.load_dataset_info(data_dir), out_dir, title)
+    write_outputs(metrics, test, dataset_info.load_dataset_info(data_dir), out_dir, title,
+                  data_dir=data_dir,
+                  references={name: split for name, (_, split) in results.items()})
   return metrics
 
 
 def write_outputs(metrics: dict, test: SplitEmbeddings, info: dict, out_dir: str,
-                  title: str) -> None:
-  """metrics.json, report.md and the three plots; adds the Recall@k curve to `metrics`."""
+                  title: str, *, data_dir: str | None = None,
+                  references: dict[str, SplitEmbeddings] | None = None) -> None:
+  """metrics.json, report.md, the plots and (given `data_dir`, the shards) report.html.
+
+  Adds the Recall@k curve, the plots' paths and the HTML report's counts to `metrics`;
+  `references` holds the reference rows' test embeddings (title TF-IDF's is the HTML
+  gallery's second column).
+  """
   os.makedirs(out_dir, exist_ok=True)
   self_index = np.arange(len(test.groups))
   curves = {"full listing": retrieval.recall_at_k_curve(
@@ -275,12 +285,12 @@ def write_outputs(metrics: dict, test: SplitEmbeddings, info: dict, out_dir: str
   metrics["recall_at_k_curve"] = [float(value) for value in curves["full listing"]]
   metrics["plots"] = {
       "recall_curves": plots.plot_recall_curves(curves, os.path.join(out_dir, "recall_at_k.png")),
-      "projection": plots.plot_embedding_projection(
-          test.full, test.categories, info["categories"],
-          os.path.join(out_dir, "embedding_projection.png")),
       "similarities": plots.plot_similarity_distributions(
           test.full, test.groups, os.path.join(out_dir, "similarity_distributions.png")),
   }
+  if data_dir is not None:  # The page shows photos and titles, read back from the shards.
+    html_report.write_html_report(metrics, test, info, out_dir, title, data_dir=data_dir,
+                                  references=references or {})
   report.write_report(metrics, out_dir, title=title)
 
 
