@@ -323,10 +323,11 @@ def test_token_prediction_is_optax_cross_entropy_and_the_argmax_accuracy():
 
 def test_title_image_cross_view_adds_a_clip_term_that_reaches_the_image_path():
   """`contrastive.cross_views=title-image` sets the two views against each other as well."""
-  base = dict(objectives="mlm,contrastive", **{"contrastive.views": "title,image"})
+  base = dict(objectives="mlm,contrastive", **{"contrastive.views": "title,image",
+                                                "contrastive.cross_views": ""})
   config, model, params, batch = _setup(**base)
-  cross_config = _setup(**base, **{"contrastive.cross_views": "title-image",
-                                   "contrastive.cross_view_weight": 2.0})[0]
+  cross_config = _setup(**{**base, "contrastive.cross_views": "title-image",
+                           "contrastive.cross_view_weight": 2.0})[0]
   rng = jax.random.key(0)
 
   def contrastive(config, params):

@@ -51,7 +51,8 @@ def get_config(arg=None):
     config.model.update(block_norm="post", text_embedding_norm=True,
                         vocab_size=BERT_BASE_VOCAB_SIZE)
     config.init.encoder_from = "text"
-  if {"vit", "vilt"} & set(variants):  # ViT's patch embedding is imported: a linear one.
+  if {"bert", "vit", "vilt"} & set(variants):
+    # A ViT checkpoint (`init.vision_from`) imports into ViT's linear patch embedding.
     config.model.patch_stem = "linear"
   if "vit" in variants:
     config.init.encoder_from = "vision"
