@@ -134,6 +134,11 @@ CONSOLE_METRICS = (tuple(key for o in OBJECTIVES for key in o.metrics if key.end
                            if not key.endswith("_loss")))
 
 
+def parse_views(text: str) -> tuple[str, ...]:
+  """"title,image" -> ("title", "image")."""
+  return tuple(view.strip() for view in text.split(",") if view.strip())
+
+
 def parse_view_pairs(text: str) -> tuple[tuple[str, str], ...]:
   """"title-image,..." -> (("title", "image"), ...): the contrastive views set against each other."""
   pairs = []
@@ -188,6 +193,9 @@ def make_objective_fns(model: ItemModel, config) -> ObjectiveFns:
                              if view.strip()) if "contrastive" in objectives else ())
   cross_view_pairs = (parse_view_pairs(config.contrastive.get("cross_views", ""))
                       if "contrastive" in objectives else ())
+  # Workdirs written before `listing_views` existed matched every view against the listing.
+  listing_views = set(parse_views(config.contrastive.get("listing_views",
+                                                         config.contrastive.views)))
 
   def masked_inputs(batch, images, rng):
     """Masking draws over one batch: the encoder's inputs and the selected slots."""
@@ -304,6 +312,8 @@ def make_objective_fns(model: ItemModel, config) -> ObjectiveFns:
       views = model.apply({"params": params}, encode(params, inputs, dropout_rng)["cls_state"],
                           method=ItemModel.embed_product)
       embedded[view] = (views, view_weights)
+      if view not in listing_views:
+        continue
       loss, accuracy = info_nce(anchors, views, anchor_weights, view_weights,
                                 config.contrastive.temperature,
                                 config.contrastive.hard_negative_beta)
@@ -319,10 +329,11 @@ def make_objective_fns(model: ItemModel, config) -> ObjectiveFns:
       loss, _ = info_nce(first_views, second_views, first_weights, second_weights,
                          config.contrastive.temperature, config.contrastive.hard_negative_beta)
       cross_losses.append(loss)
-    loss = sum(losses) / len(losses)
+    loss = sum(losses) / len(losses) if losses else 0.0
     if cross_losses:
       loss = loss + config.contrastive.cross_view_weight * sum(cross_losses) / len(cross_losses)
-    return loss, sum(accuracies) / len(accuracies)
+    accuracy = sum(accuracies) / len(accuracies) if accuracies else jnp.zeros(())
+    return loss, accuracy
 
   def loss(params, batch, rng):
     draw_rng, dropout_rng, view_rng = jax.random.split(rng, 3)

@@ -359,6 +359,32 @@ def test_title_image_cross_view_adds_a_clip_term_that_reaches_the_image_path():
   assert float(jnp.abs(grads["token_embedding"]["embedding"]).max()) > 0
 
 
+def test_listing_views_leave_a_view_to_its_cross_pair_only():
+  """`contrastive.listing_views=title`: the image view is matched with the title view only."""
+  base = dict(objectives="mlm,contrastive", **{"contrastive.views": "title,image",
+                                                "contrastive.cross_views": "title-image"})
+  config, model, params, batch = _setup(**base)
+  title_only = _setup(**{**base, "contrastive.listing_views": "title"})[0]
+  without_pair = _setup(**{**base, "contrastive.listing_views": "title",
+                           "contrastive.cross_views": ""})
+  rng = jax.random.key(0)
+
+  def contrastive(config, params):
+    return objectives.make_objective_fns(model, config).loss(params, batch, rng)[1][
+        "contrastive_loss"]
+
+  both, title_listing = float(contrastive(config, params)), float(contrastive(title_only, params))
+  assert title_listing != pytest.approx(both, rel=1e-3)
+  # The image view still learns, through the pair alone.
+  grads = jax.grad(lambda p: contrastive(title_only, p))(params)
+  assert float(jnp.abs(grads["conv_stem"]["conv_0"]["kernel"]).max()) > 0
+  from item_jax import config_check  # pylint: disable=g-import-not-at-top
+  with pytest.raises(config_check.ConfigError, match="matched with nothing"):
+    config_check.check_config(without_pair[0])
+  with pytest.raises(config_check.ConfigError, match="must name views"):
+    config_check.check_config(small_config(**{**base, "contrastive.listing_views": "remask"}))
+
+
 @pytest.mark.parametrize("cross_views, message", [
     ("title-audio", "must join two different views"),
     ("title-title", "must join two different views"),
