@@ -99,16 +99,13 @@ def check_config(config) -> None:
                "contrastive.cross_views",
                f"pair {'-'.join(pair)!r} must join two different views of "
                f"config.contrastive.views ({config.contrastive.views!r})")
-    listing_views = parse_views(config.contrastive.get("listing_views",
-                                                       config.contrastive.views))
-    _require(all(view in views for view in listing_views), "contrastive.listing_views",
-             f"{config.contrastive.get('listing_views')!r} must name views of "
+    cross_only = parse_views(config.contrastive.get("cross_only_views", ""))
+    _require(all(view in views for view in cross_only), "contrastive.cross_only_views",
+             f"{config.contrastive.get('cross_only_views')!r} must name views of "
              f"config.contrastive.views ({config.contrastive.views!r})")
-    unused = [view for view in views if view not in listing_views
-              and not any(view in pair for pair in pairs)]
-    _require(not unused, "contrastive.listing_views",
-             f"view(s) {unused} are matched with nothing: name them in listing_views or in "
-             "a cross_views pair")
+    unpaired = [view for view in cross_only if not any(view in pair for pair in pairs)]
+    _require(not unpaired, "contrastive.cross_only_views",
+             f"view(s) {unpaired} would be matched with nothing: pair them in cross_views")
     _require(config.contrastive.get("cross_view_weight", 1.0) >= 0, "contrastive.cross_view_weight",
              f"must be >= 0, got {config.contrastive.cross_view_weight}")
 

@@ -193,9 +193,8 @@ def make_objective_fns(model: ItemModel, config) -> ObjectiveFns:
                              if view.strip()) if "contrastive" in objectives else ())
   cross_view_pairs = (parse_view_pairs(config.contrastive.get("cross_views", ""))
                       if "contrastive" in objectives else ())
-  # Workdirs written before `listing_views` existed matched every view against the listing.
-  listing_views = set(parse_views(config.contrastive.get("listing_views",
-                                                         config.contrastive.views)))
+  # Workdirs written before `cross_only_views` existed matched every view with the listing.
+  cross_only_views = set(parse_views(config.contrastive.get("cross_only_views", "")))
 
   def masked_inputs(batch, images, rng):
     """Masking draws over one batch: the encoder's inputs and the selected slots."""
@@ -312,7 +311,7 @@ def make_objective_fns(model: ItemModel, config) -> ObjectiveFns:
       views = model.apply({"params": params}, encode(params, inputs, dropout_rng)["cls_state"],
                           method=ItemModel.embed_product)
       embedded[view] = (views, view_weights)
-      if view not in listing_views:
+      if view in cross_only_views:
         continue
       loss, accuracy = info_nce(anchors, views, anchor_weights, view_weights,
                                 config.contrastive.temperature,

@@ -359,13 +359,13 @@ def test_title_image_cross_view_adds_a_clip_term_that_reaches_the_image_path():
   assert float(jnp.abs(grads["token_embedding"]["embedding"]).max()) > 0
 
 
-def test_listing_views_leave_a_view_to_its_cross_pair_only():
-  """`contrastive.listing_views=title`: the image view is matched with the title view only."""
+def test_a_cross_only_view_is_matched_through_its_pair_alone():
+  """`contrastive.cross_only_views=image`: the image view is matched with the title view only."""
   base = dict(objectives="mlm,contrastive", **{"contrastive.views": "title,image",
                                                 "contrastive.cross_views": "title-image"})
   config, model, params, batch = _setup(**base)
-  title_only = _setup(**{**base, "contrastive.listing_views": "title"})[0]
-  without_pair = _setup(**{**base, "contrastive.listing_views": "title",
+  title_only = _setup(**{**base, "contrastive.cross_only_views": "image"})[0]
+  without_pair = _setup(**{**base, "contrastive.cross_only_views": "image",
                            "contrastive.cross_views": ""})
   rng = jax.random.key(0)
 
@@ -382,7 +382,11 @@ def test_listing_views_leave_a_view_to_its_cross_pair_only():
   with pytest.raises(config_check.ConfigError, match="matched with nothing"):
     config_check.check_config(without_pair[0])
   with pytest.raises(config_check.ConfigError, match="must name views"):
-    config_check.check_config(small_config(**{**base, "contrastive.listing_views": "remask"}))
+    config_check.check_config(small_config(**{**base, "contrastive.cross_only_views": "remask"}))
+  # The default leaves every view matched with the listing, whichever views are on.
+  config_check.check_config(small_config(**{"objectives": "mim,contrastive",
+                                            "contrastive.views": "image",
+                                            "contrastive.cross_views": ""}))
 
 
 @pytest.mark.parametrize("cross_views, message", [

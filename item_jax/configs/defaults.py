@@ -81,9 +81,9 @@ def default_config() -> ml_collections.ConfigDict:
   # listing (docs/experiments.md, section 7); "" turns it off.
   config.contrastive.cross_views = "title-image"
   config.contrastive.cross_view_weight = 1.0
-  # The views matched against the listing itself (a subset of `views`; the others enter
-  # through `cross_views` only).
-  config.contrastive.listing_views = "title,image"
+  # Views of `views` that are not matched against the listing itself, only through their
+  # `cross_views` pairs ("image": the photo is pulled to the title alone; docs/experiments.md EC5).
+  config.contrastive.cross_only_views = ""
   # > 0: the negatives most like the anchor weigh most (objectives.info_nce).
   config.contrastive.hard_negative_beta = 5.0
   # MIM/GMIM targets are per-patch normalised pixels: (p - mean) / sqrt(var + this), with
