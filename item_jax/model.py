@@ -466,4 +466,5 @@ def model_from_config(model_config) -> ItemModel:
       layer_norm_epsilon=float(model_config.get("layer_norm_epsilon",
                                                 DEFAULT_LAYER_NORM_EPSILON)),
       gelu=model_config.get("gelu", "tanh"),
+      # Workdirs written before the conv stem existed used the linear patch embedding.
       patch_stem=model_config.get("patch_stem", "linear"))

@@ -176,12 +176,14 @@ def image_only_probe(train: SplitEmbeddings, test: SplitEmbeddings, num_classes:
                                      num_classes=num_classes)
 
 
-def reference_embedders(config, data_dir: str, max_train_examples: int) -> dict[str, Embedder]:
-  """The untrained encoder (same config, step 0) and the classical baselines."""
+def reference_embedders(config, data_dir: str, max_train_examples: int,
+                        untrained=None) -> dict[str, Embedder]:
+  """The untrained encoder (`untrained`, else the same config at step 0) and the baselines."""
   train_titles = input_pipeline.read_titles(
       data_dir, "train", max_examples=max_train_examples,
       readable=readable_records.of_split(data_dir, "train", readable_records.mode_of(config)))
-  embedders = {UNTRAINED: model_embedder(untrained_params(config), config)}
+  untrained = untrained_params(config) if untrained is None else untrained
+  embedders = {UNTRAINED: model_embedder(untrained, config)}
   for baseline in baselines.fit_baselines(train_titles):
     embedders[baseline.name] = baseline_embedder(baseline)
   return embedders
@@ -230,10 +232,11 @@ def _left_out(config, data_dir: str, splits: tuple[str, ...]) -> dict:
 def evaluate_references(config, data_dir: str, *,
                         max_train_examples: int = 50_000) -> dict[str, dict]:
   """{reference name: metrics}: the untrained encoder and the classical baselines."""
-  results = evaluate_embedders(reference_embedders(config, data_dir, max_train_examples),
+  untrained = untrained_params(config)
+  results = evaluate_embedders(reference_embedders(config, data_dir, max_train_examples,
+                                                   untrained),
                                config, data_dir, max_train_examples=max_train_examples,
-                               matchers={UNTRAINED: model_matcher(untrained_params(config),
-                                                                  config)})
+                               matchers={UNTRAINED: model_matcher(untrained, config)})
   return {name: metrics for name, (metrics, _) in results.items()}
 
 
@@ -249,8 +252,9 @@ def evaluate_params(params, config, data_dir: str, *, out_dir: str | None = None
   embedders = {TRAINED: model_embedder(params, config)}
   matchers = {TRAINED: model_matcher(params, config)}
   if with_references:
-    embedders.update(reference_embedders(config, data_dir, max_train_examples))
-    matchers[UNTRAINED] = model_matcher(untrained_params(config), config)
+    untrained = untrained_params(config)
+    embedders.update(reference_embedders(config, data_dir, max_train_examples, untrained))
+    matchers[UNTRAINED] = model_matcher(untrained, config)
   results = evaluate_embedders(embedders, config, data_dir,
                                max_train_examples=max_train_examples, matchers=matchers)
   metrics, test = results.pop(TRAINED)
@@ -329,8 +333,9 @@ def make_validation_evaluator(config, data_dir: str, *, with_references: bool = 
     embedders = {TRAINED: model_embedder(params, config, embed_fn)}
     matchers = {TRAINED: model_matcher(params, config, match_fn)}
     if pending_references[0]:
-      embedders.update(reference_embedders(config, data_dir, max_train_examples=50_000))
-      matchers[UNTRAINED] = model_matcher(untrained_params(config), config, match_fn)
+      untrained = untrained_params(config)
+      embedders.update(reference_embedders(config, data_dir, 50_000, untrained))
+      matchers[UNTRAINED] = model_matcher(untrained, config, match_fn)
       pending_references[0] = False
     pairs = matching.PairSource()
     splits = embed_split_with(embedders, config, data_dir, "validation", pair_source=pairs)
