@@ -6,6 +6,7 @@ The public entry point for downstream users is `load_exported(path)`: an exporte
 
 
 def load_exported(path: str, **kwargs):
-  """Loads an export directory; see `item_jax.export.load_exported`."""
-  from item_jax import export  # pylint: disable=g-import-not-at-top
-  return export.load_exported(path, **kwargs)
+    """Loads an export directory; see `item_jax.export.load_exported`."""
+    from item_jax import export  # pylint: disable=g-import-not-at-top
+
+    return export.load_exported(path, **kwargs)

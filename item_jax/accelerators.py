@@ -18,15 +18,15 @@ import dataclasses
 
 @dataclasses.dataclass(frozen=True)
 class Chip:
-  name: str                 # Short name (the Cloud TPU generation, or the GPU model).
-  device_kind: str          # A substring of jax.Device.device_kind that identifies it.
-  hbm_gib: float            # Memory per chip.
-  bf16_tflops: float        # Dense bf16 peak per chip.
-  hbm_gbytes_per_s: float   # Memory bandwidth per chip (10^9 bytes/s).
+    name: str  # Short name (the Cloud TPU generation, or the GPU model).
+    device_kind: str  # A substring of jax.Device.device_kind that identifies it.
+    hbm_gib: float  # Memory per chip.
+    bf16_tflops: float  # Dense bf16 peak per chip.
+    hbm_gbytes_per_s: float  # Memory bandwidth per chip (10^9 bytes/s).
 
-  @property
-  def hbm_bytes(self) -> int:
-    return int(self.hbm_gib * 2**30)
+    @property
+    def hbm_bytes(self) -> int:
+        return int(self.hbm_gib * 2**30)
 
 
 CHIPS = (
@@ -42,24 +42,23 @@ CHIPS = (
 
 # Other spellings of device_kind seen for the same chips (v5e is also "TPU v5e"; v5p
 # devices may report "TPU v5"; v6e "TPU v6e").
-DEVICE_KIND_ALIASES = (("TPU v5e", "v5e"), ("TPU v6e", "v6e"), ("TPU v6", "v6e"),
-                       ("TPU v5", "v5p"))
+DEVICE_KIND_ALIASES = (("TPU v5e", "v5e"), ("TPU v6e", "v6e"), ("TPU v6", "v6e"), ("TPU v5", "v5p"))
 
 
 def chip_by_name(name: str) -> Chip:
-  for chip in CHIPS:
-    if chip.name == name:
-      return chip
-  raise KeyError(f"no chip named {name!r}; known: {', '.join(chip.name for chip in CHIPS)}")
+    for chip in CHIPS:
+        if chip.name == name:
+            return chip
+    raise KeyError(f"no chip named {name!r}; known: {', '.join(chip.name for chip in CHIPS)}")
 
 
 def chip_for_device_kind(device_kind: str) -> Chip | None:
-  """The chip whose device_kind substring occurs in `device_kind` (None if unknown)."""
-  kind = device_kind.lower()
-  for chip in CHIPS:
-    if chip.device_kind.lower() in kind:
-      return chip
-  for alias, name in DEVICE_KIND_ALIASES:  # The most specific aliases come first.
-    if alias.lower() in kind:
-      return chip_by_name(name)
-  return None
+    """The chip whose device_kind substring occurs in `device_kind` (None if unknown)."""
+    kind = device_kind.lower()
+    for chip in CHIPS:
+        if chip.device_kind.lower() in kind:
+            return chip
+    for alias, name in DEVICE_KIND_ALIASES:  # The most specific aliases come first.
+        if alias.lower() in kind:
+            return chip_by_name(name)
+    return None

@@ -10,7 +10,7 @@ the data-parallel size. Parameters already on the mesh (the trainer's) are used 
 are; others (a restored checkpoint, an export) are replicated onto it once.
 """
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax
 import numpy as np
@@ -25,67 +25,86 @@ EmbedFn = Callable[[dict, dict], np.ndarray]
 
 
 def local_mesh() -> jax.sharding.Mesh:
-  """Every local device on the data axis."""
-  return sharding.make_mesh(dict(data=-1, fsdp=1, tensor=1), jax.local_devices())
+    """Every local device on the data axis."""
+    return sharding.make_mesh(dict(data=-1, fsdp=1, tensor=1), jax.local_devices())
 
 
-def make_embed_fn(model_config, mesh: jax.sharding.Mesh | None = None, *,
-                  batch_size: int | None = None) -> EmbedFn:
-  """The jitted, sharded embedding of host batches for the model `model_config` describes."""
-  return make_apply_fn(model_config, ItemModel.embed, model_config.embed_dim, mesh,
-                       batch_size=batch_size)
+def make_embed_fn(
+    model_config, mesh: jax.sharding.Mesh | None = None, *, batch_size: int | None = None
+) -> EmbedFn:
+    """The jitted, sharded embedding of host batches for the model `model_config` describes."""
+    return make_apply_fn(
+        model_config, ItemModel.embed, model_config.embed_dim, mesh, batch_size=batch_size
+    )
 
 
-def make_match_fn(model_config, mesh: jax.sharding.Mesh | None = None, *,
-                  batch_size: int | None = None) -> EmbedFn:
-  """Like `make_embed_fn`, but returns the ITM head's logits [rows, 2] of each pair."""
-  return make_apply_fn(model_config, ItemModel.match_logits, 2, mesh, batch_size=batch_size)
+def make_match_fn(
+    model_config, mesh: jax.sharding.Mesh | None = None, *, batch_size: int | None = None
+) -> EmbedFn:
+    """Like `make_embed_fn`, but returns the ITM head's logits [rows, 2] of each pair."""
+    return make_apply_fn(model_config, ItemModel.match_logits, 2, mesh, batch_size=batch_size)
 
 
-def make_apply_fn(model_config, method, out_width: int, mesh: jax.sharding.Mesh | None = None,
-                  *, batch_size: int | None = None) -> EmbedFn:
-  """A jitted, sharded `method(*MODEL_INPUT_KEYS) -> [rows, out_width]` over host batches."""
-  model = model_from_config(model_config)
-  mesh = mesh or local_mesh()
-  rows = sharding.batch_sharding(mesh)
-  replicated = NamedSharding(mesh, PartitionSpec())
-  parallel = sharding.data_parallel_size(mesh)
-  if batch_size is not None and batch_size % parallel:
-    raise ValueError(f"batch_size {batch_size} must be a multiple of the {parallel} devices "
-                     "the rows are split over")
+def make_apply_fn(
+    model_config,
+    method,
+    out_width: int,
+    mesh: jax.sharding.Mesh | None = None,
+    *,
+    batch_size: int | None = None,
+) -> EmbedFn:
+    """A jitted, sharded `method(*MODEL_INPUT_KEYS) -> [rows, out_width]` over host batches."""
+    model = model_from_config(model_config)
+    mesh = mesh or local_mesh()
+    rows = sharding.batch_sharding(mesh)
+    replicated = NamedSharding(mesh, PartitionSpec())
+    parallel = sharding.data_parallel_size(mesh)
+    if batch_size is not None and batch_size % parallel:
+        raise ValueError(
+            f"batch_size {batch_size} must be a multiple of the {parallel} devices "
+            "the rows are split over"
+        )
 
-  @jax.jit
-  def embed(params, inputs):
-    return jax.lax.with_sharding_constraint(
-        model.apply({"params": params}, *(inputs[key] for key in batch_lib.MODEL_INPUT_KEYS),
-                    method=method),
-        replicated)
+    @jax.jit
+    def embed(params, inputs):
+        return jax.lax.with_sharding_constraint(
+            model.apply(
+                {"params": params},
+                *(inputs[key] for key in batch_lib.MODEL_INPUT_KEYS),
+                method=method,
+            ),
+            replicated,
+        )
 
-  placed = {}
+    placed = {}
 
-  def on_mesh(params):
-    if placed.get("source") is not params:
-      devices = set(mesh.devices.flat)
-      already = all(isinstance(leaf, jax.Array) and leaf.sharding.device_set == devices
-                    for leaf in jax.tree.leaves(params))
-      placed.update(source=params, value=params if already else jax.device_put(params,
-                                                                                replicated))
-    return placed["value"]
+    def on_mesh(params):
+        if placed.get("source") is not params:
+            devices = set(mesh.devices.flat)
+            already = all(
+                isinstance(leaf, jax.Array) and leaf.sharding.device_set == devices
+                for leaf in jax.tree.leaves(params)
+            )
+            placed.update(
+                source=params, value=params if already else jax.device_put(params, replicated)
+            )
+        return placed["value"]
 
-  def embed_host_batch(params, host_batch):
-    num_rows = len(host_batch["text_tokens"])
-    if num_rows == 0:
-      return np.zeros((0, out_width), np.float32)
-    target = batch_size or -(-num_rows // parallel) * parallel
-    if num_rows > target:
-      raise ValueError(f"{num_rows} rows do not fit the fixed batch_size {target}")
+    def embed_host_batch(params, host_batch):
+        num_rows = len(host_batch["text_tokens"])
+        if num_rows == 0:
+            return np.zeros((0, out_width), np.float32)
+        target = batch_size or -(-num_rows // parallel) * parallel
+        if num_rows > target:
+            raise ValueError(f"{num_rows} rows do not fit the fixed batch_size {target}")
 
-    def global_array(value):
-      value = np.asarray(value)
-      if target > num_rows:
-        value = np.concatenate([value, np.repeat(value[-1:], target - num_rows, axis=0)])
-      return jax.make_array_from_callback(value.shape, rows, lambda index: value[index])
+        def global_array(value):
+            value = np.asarray(value)
+            if target > num_rows:
+                value = np.concatenate([value, np.repeat(value[-1:], target - num_rows, axis=0)])
+            return jax.make_array_from_callback(value.shape, rows, lambda index: value[index])
 
-    inputs = {key: global_array(host_batch[key]) for key in batch_lib.MODEL_INPUT_KEYS}
-    return np.asarray(embed(on_mesh(params), inputs))[:num_rows]
-  return embed_host_batch
+        inputs = {key: global_array(host_batch[key]) for key in batch_lib.MODEL_INPUT_KEYS}
+        return np.asarray(embed(on_mesh(params), inputs))[:num_rows]
+
+    return embed_host_batch

@@ -8,4 +8,4 @@ those still does.
 
 
 class ItemJaxError(Exception):
-  """An error whose message is meant for the person running the command."""
+    """An error whose message is meant for the person running the command."""

@@ -14,13 +14,32 @@ import collections
 import re
 
 OPCODES = ("all-gather", "reduce-scatter", "all-reduce", "all-to-all", "collective-permute")
-DTYPE_BYTES = {"pred": 1, "s8": 1, "u8": 1, "s16": 2, "u16": 2, "f16": 2, "bf16": 2,
-               "s32": 4, "u32": 4, "f32": 4, "s64": 8, "u64": 8, "f64": 8, "c64": 8,
-               "c128": 16, "f8e4m3fn": 1, "f8e5m2": 1, "s4": 0.5, "u4": 0.5}
+DTYPE_BYTES = {
+    "pred": 1,
+    "s8": 1,
+    "u8": 1,
+    "s16": 2,
+    "u16": 2,
+    "f16": 2,
+    "bf16": 2,
+    "s32": 4,
+    "u32": 4,
+    "f32": 4,
+    "s64": 8,
+    "u64": 8,
+    "f64": 8,
+    "c64": 8,
+    "c128": 16,
+    "f8e4m3fn": 1,
+    "f8e5m2": 1,
+    "s4": 0.5,
+    "u4": 0.5,
+}
 
 _INSTRUCTION = re.compile(
     r"^\s*(?:ROOT\s+)?%?(?P<name>[\w.\-]+)\s*=\s*(?P<shape>.*?)\s+"
-    r"(?P<opcode>" + "|".join(OPCODES) + r")(?P<suffix>-start|-done)?\(")
+    r"(?P<opcode>" + "|".join(OPCODES) + r")(?P<suffix>-start|-done)?\("
+)
 _ARRAY = re.compile(r"\b([a-z]+[0-9]*[a-z0-9]*)\[([0-9,]*)\]")
 _CHANNEL = re.compile(r"channel_id=(\d+)")
 # replica_groups as XLA prints them: over named mesh axes, as an iota list, or explicitly.
@@ -32,67 +51,68 @@ _PAIRS = re.compile(r"source_target_pairs=\{")
 
 
 def group_size(line: str) -> int | None:
-  """Devices in one replica group of a collective's HLO line (None if not given)."""
-  match = _MESH_GROUPS.search(line)
-  if match:
-    sizes = dict(re.findall(r"'([^']+)'=(\d+)", match.group(1)))
-    size = 1
-    for axis in re.findall(r"'([^']+)'", match.group(2)):
-      size *= int(sizes.get(axis, 1))
-    return size
-  match = _IOTA_GROUPS.search(line)
-  if match:
-    return int(match.group(1).split(",")[-1])
-  match = _LIST_GROUPS.search(line)
-  if match:
-    return len([member for member in match.group(1).split(",") if member])
-  return 2 if _PAIRS.search(line) else None
+    """Devices in one replica group of a collective's HLO line (None if not given)."""
+    match = _MESH_GROUPS.search(line)
+    if match:
+        sizes = dict(re.findall(r"'([^']+)'=(\d+)", match.group(1)))
+        size = 1
+        for axis in re.findall(r"'([^']+)'", match.group(2)):
+            size *= int(sizes.get(axis, 1))
+        return size
+    match = _IOTA_GROUPS.search(line)
+    if match:
+        return int(match.group(1).split(",")[-1])
+    match = _LIST_GROUPS.search(line)
+    if match:
+        return len([member for member in match.group(1).split(",") if member])
+    return 2 if _PAIRS.search(line) else None
 
 
 def shape_bytes(shape_text: str) -> int:
-  """Bytes of every array in an HLO shape (a tuple's elements summed; layouts ignored)."""
-  total = 0.0
-  for dtype, dims in _ARRAY.findall(shape_text):
-    if dtype not in DTYPE_BYTES:
-      continue
-    count = 1
-    for dim in filter(None, dims.split(",")):
-      count *= int(dim)
-    total += count * DTYPE_BYTES[dtype]
-  return int(total)
+    """Bytes of every array in an HLO shape (a tuple's elements summed; layouts ignored)."""
+    total = 0.0
+    for dtype, dims in _ARRAY.findall(shape_text):
+        if dtype not in DTYPE_BYTES:
+            continue
+        count = 1
+        for dim in filter(None, dims.split(",")):
+            count *= int(dim)
+        total += count * DTYPE_BYTES[dtype]
+    return int(total)
 
 
 def _result_bytes(opcode: str, suffix: str | None, shape_text: str) -> int:
-  if suffix == "-start" and opcode in ("all-gather", "collective-permute", "all-to-all"):
-    # An async start's shape is (operands, results[, scratch]): count the results half.
-    arrays = _ARRAY.findall(shape_text)
-    half = arrays[len(arrays) // 2:] if len(arrays) >= 2 else arrays
-    return shape_bytes(" ".join(f"{dtype}[{dims}]" for dtype, dims in half))
-  return shape_bytes(shape_text)
+    if suffix == "-start" and opcode in ("all-gather", "collective-permute", "all-to-all"):
+        # An async start's shape is (operands, results[, scratch]): count the results half.
+        arrays = _ARRAY.findall(shape_text)
+        half = arrays[len(arrays) // 2 :] if len(arrays) >= 2 else arrays
+        return shape_bytes(" ".join(f"{dtype}[{dims}]" for dtype, dims in half))
+    return shape_bytes(shape_text)
 
 
 def count_collectives(hlo_text: str) -> dict[str, dict[str, int]]:
-  """{opcode: {"count", "bytes", "by_group_size": {size: {"count", "bytes"}}}} per opcode.
+    """{opcode: {"count", "bytes", "by_group_size": {size: {"count", "bytes"}}}} per opcode.
 
-  Bytes are each device's result bytes, summed over the collectives.
-  """
-  seen = set()
-  totals = collections.OrderedDict(
-      (opcode, {"count": 0, "bytes": 0, "by_group_size": {}}) for opcode in OPCODES)
-  for line in hlo_text.splitlines():
-    match = _INSTRUCTION.match(line)
-    if match is None or match.group("suffix") == "-done":
-      continue
-    opcode = match.group("opcode")
-    channel = _CHANNEL.search(line)
-    key = (opcode, channel.group(1)) if channel else (opcode, match.group("name"))
-    if key in seen:
-      continue
-    seen.add(key)
-    num_bytes = _result_bytes(opcode, match.group("suffix"), match.group("shape"))
-    size = str(group_size(line))  # A string: the report is JSON.
-    by_size = totals[opcode]["by_group_size"].setdefault(size, {"count": 0, "bytes": 0})
-    for entry in (totals[opcode], by_size):
-      entry["count"] += 1
-      entry["bytes"] += num_bytes
-  return dict(totals)
+    Bytes are each device's result bytes, summed over the collectives.
+    """
+    seen = set()
+    totals = collections.OrderedDict(
+        (opcode, {"count": 0, "bytes": 0, "by_group_size": {}}) for opcode in OPCODES
+    )
+    for line in hlo_text.splitlines():
+        match = _INSTRUCTION.match(line)
+        if match is None or match.group("suffix") == "-done":
+            continue
+        opcode = match.group("opcode")
+        channel = _CHANNEL.search(line)
+        key = (opcode, channel.group(1)) if channel else (opcode, match.group("name"))
+        if key in seen:
+            continue
+        seen.add(key)
+        num_bytes = _result_bytes(opcode, match.group("suffix"), match.group("shape"))
+        size = str(group_size(line))  # A string: the report is JSON.
+        by_size = totals[opcode]["by_group_size"].setdefault(size, {"count": 0, "bytes": 0})
+        for entry in (totals[opcode], by_size):
+            entry["count"] += 1
+            entry["bytes"] += num_bytes
+    return dict(totals)

@@ -23,63 +23,73 @@ import traceback
 
 from absl import logging as absl_logging
 
-_QUIET_LIBRARY_PATHS = ("/orbax/", "/jax/_src/", "/tensorflow/", "/etils/", "/apache_beam/",
-                        "/asyncio/")
+_QUIET_LIBRARY_PATHS = (
+    "/orbax/",
+    "/jax/_src/",
+    "/tensorflow/",
+    "/etils/",
+    "/apache_beam/",
+    "/asyncio/",
+)
 _CLOSED_LOOP = "Event loop is closed"
 
 
 class _LibraryInfoFilter(logging.Filter):
-
-  def filter(self, record: logging.LogRecord) -> bool:
-    if not any(part in record.pathname for part in _QUIET_LIBRARY_PATHS):
-      return True
-    if record.levelno < logging.WARNING:
-      return False
-    if record.exc_info and record.exc_info[1] is not None:
-      error = record.exc_info[1]
-      first_line = (str(error).splitlines() or [""])[0]
-      record.msg = f"{record.getMessage()} [{type(error).__name__}: {first_line}]"
-      record.args, record.exc_info, record.exc_text = None, None, None
-    return True
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not any(part in record.pathname for part in _QUIET_LIBRARY_PATHS):
+            return True
+        if record.levelno < logging.WARNING:
+            return False
+        if record.exc_info and record.exc_info[1] is not None:
+            error = record.exc_info[1]
+            first_line = (str(error).splitlines() or [""])[0]
+            record.msg = f"{record.getMessage()} [{type(error).__name__}: {first_line}]"
+            record.args, record.exc_info, record.exc_text = None, None, None
+        return True
 
 
 class _ClosedLoopHook:
-  """sys.unraisablehook (where the writers' late callbacks report): a closed-loop error is
-  one log line, the first time; anything else goes to the previous hook."""
+    """sys.unraisablehook (where the writers' late callbacks report): a closed-loop error is
+    one log line, the first time; anything else goes to the previous hook."""
 
-  def __init__(self, previous):
-    self.previous = previous
-    self.seen = 0
+    def __init__(self, previous):
+        self.previous = previous
+        self.seen = 0
 
-  def __call__(self, unraisable):
-    value = unraisable.exc_value
-    if (isinstance(value, RuntimeError) and str(value) == _CLOSED_LOOP
-        and _in_asyncio(unraisable.exc_traceback)):
-      self.seen += 1
-      if self.seen == 1:
-        absl_logging.warning("A background writer finished after its event loop closed (%s); "
-                             "later ones are not shown.", _CLOSED_LOOP)
-      return
-    self.previous(unraisable)
+    def __call__(self, unraisable):
+        value = unraisable.exc_value
+        if (
+            isinstance(value, RuntimeError)
+            and str(value) == _CLOSED_LOOP
+            and _in_asyncio(unraisable.exc_traceback)
+        ):
+            self.seen += 1
+            if self.seen == 1:
+                absl_logging.warning(
+                    "A background writer finished after its event loop closed (%s); "
+                    "later ones are not shown.",
+                    _CLOSED_LOOP,
+                )
+            return
+        self.previous(unraisable)
 
 
 def _in_asyncio(tb) -> bool:
-  return any(frame.filename.startswith(asyncio.__path__[0])
-             for frame in traceback.extract_tb(tb))
+    return any(frame.filename.startswith(asyncio.__path__[0]) for frame in traceback.extract_tb(tb))
 
 
 def silence_after_error() -> None:
-  """Reports still pending (tasks collected now) are logged; later ones are dropped."""
-  gc.collect()
-  logging.disable(logging.CRITICAL)
-  sys.unraisablehook = lambda unraisable: None
+    """Reports still pending (tasks collected now) are logged; later ones are dropped."""
+    gc.collect()
+    logging.disable(logging.CRITICAL)
+    sys.unraisablehook = lambda unraisable: None
 
 
 def quiet_library_logs() -> None:
-  """Installs the filter on absl's handler and the closed-loop hook (idempotent)."""
-  handler = absl_logging.get_absl_handler()
-  if not any(isinstance(f, _LibraryInfoFilter) for f in handler.filters):
-    handler.addFilter(_LibraryInfoFilter())
-  if not isinstance(sys.unraisablehook, _ClosedLoopHook):
-    sys.unraisablehook = _ClosedLoopHook(sys.unraisablehook)
-  absl_logging.set_verbosity(absl_logging.INFO)
+    """Installs the filter on absl's handler and the closed-loop hook (idempotent)."""
+    handler = absl_logging.get_absl_handler()
+    if not any(isinstance(f, _LibraryInfoFilter) for f in handler.filters):
+        handler.addFilter(_LibraryInfoFilter())
+    if not isinstance(sys.unraisablehook, _ClosedLoopHook):
+        sys.unraisablehook = _ClosedLoopHook(sys.unraisablehook)
+    absl_logging.set_verbosity(absl_logging.INFO)

@@ -15,62 +15,81 @@ from item_jax.objectives import CONSOLE_METRICS
 
 # Order of the console line (the objectives' metrics from their table); other metrics go
 # to the JSONL and TensorBoard only.
-CONSOLE_KEYS = ("loss",) + CONSOLE_METRICS + (
-    "grad_norm", "learning_rate", "retrieval.recall@1", "retrieval.recall@10", "retrieval.map@r",
-    "retrieval_no_title.recall@1", "retrieval_no_image.recall@1",
-    "linear_probe_no_title.top1_accuracy", "itm.accuracy")
+CONSOLE_KEYS = (
+    ("loss",)
+    + CONSOLE_METRICS
+    + (
+        "grad_norm",
+        "learning_rate",
+        "retrieval.recall@1",
+        "retrieval.recall@10",
+        "retrieval.map@r",
+        "retrieval_no_title.recall@1",
+        "retrieval_no_image.recall@1",
+        "linear_probe_no_title.top1_accuracy",
+        "itm.accuracy",
+    )
+)
 
 
 def _format_duration(seconds: float) -> str:
-  seconds = int(max(seconds, 0))
-  hours, rest = divmod(seconds, 3600)
-  return f"{hours}h{rest // 60:02d}m{rest % 60:02d}s" if hours else f"{rest // 60}m{rest % 60:02d}s"
+    seconds = int(max(seconds, 0))
+    hours, rest = divmod(seconds, 3600)
+    return (
+        f"{hours}h{rest // 60:02d}m{rest % 60:02d}s" if hours else f"{rest // 60}m{rest % 60:02d}s"
+    )
 
 
 class MetricsLogger:
-  """Writes `workdir/metrics.jsonl` and `workdir/tensorboard/` from process 0."""
+    """Writes `workdir/metrics.jsonl` and `workdir/tensorboard/` from process 0."""
 
-  def __init__(self, workdir: str, total_steps: int, prefix: str = "train"):
-    self.total_steps = total_steps
-    self.prefix = prefix
-    self.active = jax.process_index() == 0
-    self._jsonl = None
-    self._summary_writer = None
-    if self.active:
-      os.makedirs(workdir, exist_ok=True)
-      self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a", encoding="utf-8")
-      import tensorflow as tf  # pylint: disable=g-import-not-at-top
-      self._summary_writer = tf.summary.create_file_writer(os.path.join(workdir, "tensorboard"))
-    self._start_time = time.time()
+    def __init__(self, workdir: str, total_steps: int, prefix: str = "train"):
+        self.total_steps = total_steps
+        self.prefix = prefix
+        self.active = jax.process_index() == 0
+        self._jsonl = None
+        self._summary_writer = None
+        if self.active:
+            os.makedirs(workdir, exist_ok=True)
+            self._jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a", encoding="utf-8")
+            import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
-  def log(self, step: int, metrics: dict[str, float], *, console: bool = True) -> None:
-    if not self.active:
-      return
-    record = {"step": step, "split": self.prefix, "time": round(time.time(), 3), **metrics}
-    self._jsonl.write(json.dumps(record) + "\n")
-    self._jsonl.flush()
-    import tensorflow as tf  # pylint: disable=g-import-not-at-top
-    with self._summary_writer.as_default(step=step):
-      for key, value in metrics.items():
-        tf.summary.scalar(f"{self.prefix}/{key}", value)
-    self._summary_writer.flush()
-    if console:
-      logging.info("%s", self.console_line(step, metrics))
+            self._summary_writer = tf.summary.create_file_writer(
+                os.path.join(workdir, "tensorboard")
+            )
+        self._start_time = time.time()
 
-  def console_line(self, step: int, metrics: dict[str, float]) -> str:
-    parts = [f"[{self.prefix}] step {step}/{self.total_steps} "
-             f"({100.0 * step / self.total_steps:.0f}%)"]
-    parts += [f"{key}={metrics[key]:.4g}" for key in CONSOLE_KEYS if key in metrics]
-    if "examples_per_s" in metrics:
-      parts.append(f"{metrics['examples_per_s']:.1f} ex/s")
-    if "step_ms" in metrics:
-      parts.append(f"{metrics['step_ms']:.0f} ms/step")
-    if "eta_s" in metrics:
-      parts.append(f"eta {_format_duration(metrics['eta_s'])}")
-    return " ".join(parts)
+    def log(self, step: int, metrics: dict[str, float], *, console: bool = True) -> None:
+        if not self.active:
+            return
+        record = {"step": step, "split": self.prefix, "time": round(time.time(), 3), **metrics}
+        self._jsonl.write(json.dumps(record) + "\n")
+        self._jsonl.flush()
+        import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
-  def close(self) -> None:
-    if self._jsonl:
-      self._jsonl.close()
-    if self._summary_writer:
-      self._summary_writer.close()
+        with self._summary_writer.as_default(step=step):
+            for key, value in metrics.items():
+                tf.summary.scalar(f"{self.prefix}/{key}", value)
+        self._summary_writer.flush()
+        if console:
+            logging.info("%s", self.console_line(step, metrics))
+
+    def console_line(self, step: int, metrics: dict[str, float]) -> str:
+        parts = [
+            f"[{self.prefix}] step {step}/{self.total_steps} "
+            f"({100.0 * step / self.total_steps:.0f}%)"
+        ]
+        parts += [f"{key}={metrics[key]:.4g}" for key in CONSOLE_KEYS if key in metrics]
+        if "examples_per_s" in metrics:
+            parts.append(f"{metrics['examples_per_s']:.1f} ex/s")
+        if "step_ms" in metrics:
+            parts.append(f"{metrics['step_ms']:.0f} ms/step")
+        if "eta_s" in metrics:
+            parts.append(f"eta {_format_duration(metrics['eta_s'])}")
+        return " ".join(parts)
+
+    def close(self) -> None:
+        if self._jsonl:
+            self._jsonl.close()
+        if self._summary_writer:
+            self._summary_writer.close()

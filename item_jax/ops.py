@@ -39,114 +39,128 @@ DENSE_COLUMN_GROUPS = 4
 
 
 def _on_cpu() -> bool:
-  return jax.default_backend() == "cpu"
+    return jax.default_backend() == "cpu"
 
 
 def _bfloat16(*arrays) -> bool:
-  return all(array.dtype == jnp.bfloat16 for array in arrays)
+    return all(array.dtype == jnp.bfloat16 for array in arrays)
 
 
 def _f32_einsum(equation, a, b):
-  return jnp.einsum(equation, a, b, preferred_element_type=jnp.float32)
+    return jnp.einsum(equation, a, b, preferred_element_type=jnp.float32)
 
 
 # --- Dense layers ----------------------------------------------------------------------
 
 
 def dense(inputs, kernel):
-  """inputs [..., in] @ kernel [in, out] (both of one dtype) -> [..., out] in that dtype."""
-  if inputs.dtype != kernel.dtype:
-    raise ValueError(f"dense: inputs {inputs.dtype} and kernel {kernel.dtype} differ")
-  if _on_cpu() and inputs.ndim >= 2 and _bfloat16(inputs):
-    return _bfloat16_dense(inputs, kernel)
-  if (_on_cpu() and inputs.ndim >= 3 and kernel.shape[1] % DENSE_COLUMN_GROUPS == 0
-      and inputs.dtype == jnp.float32):
-    return _grouped_dense(DENSE_COLUMN_GROUPS, inputs, kernel)
-  return jax.lax.dot_general(inputs, kernel, (((inputs.ndim - 1,), (0,)), ((), ())))
+    """inputs [..., in] @ kernel [in, out] (both of one dtype) -> [..., out] in that dtype."""
+    if inputs.dtype != kernel.dtype:
+        raise ValueError(f"dense: inputs {inputs.dtype} and kernel {kernel.dtype} differ")
+    if _on_cpu() and inputs.ndim >= 2 and _bfloat16(inputs):
+        return _bfloat16_dense(inputs, kernel)
+    if (
+        _on_cpu()
+        and inputs.ndim >= 3
+        and kernel.shape[1] % DENSE_COLUMN_GROUPS == 0
+        and inputs.dtype == jnp.float32
+    ):
+        return _grouped_dense(DENSE_COLUMN_GROUPS, inputs, kernel)
+    return jax.lax.dot_general(inputs, kernel, (((inputs.ndim - 1,), (0,)), ((), ())))
 
 
 def _column_groups(kernel, groups):
-  """The [in, out] kernel viewed as [in, groups, out / groups]."""
-  in_features, out_features = kernel.shape
-  return kernel.reshape(in_features, groups, out_features // groups)
+    """The [in, out] kernel viewed as [in, groups, out / groups]."""
+    in_features, out_features = kernel.shape
+    return kernel.reshape(in_features, groups, out_features // groups)
 
 
 def _grouped_product(groups, inputs, kernel):
-  grouped = jnp.einsum("...d,dgk->...gk", inputs, _column_groups(kernel, groups))
-  return grouped.reshape(inputs.shape[:-1] + (kernel.shape[1],))
+    grouped = jnp.einsum("...d,dgk->...gk", inputs, _column_groups(kernel, groups))
+    return grouped.reshape(inputs.shape[:-1] + (kernel.shape[1],))
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
 def _grouped_dense(groups, inputs, kernel):
-  """float32 inputs [..., in] @ kernel [in, out]; see the module docstring.
+    """float32 inputs [..., in] @ kernel [in, out]; see the module docstring.
 
-  The gradient is the plain matmul's. The rule writes the weight gradient as
-  inputs^T @ output_gradient (the rows of both contracted), which XLA CPU reads where the
-  operands lie.
-  """
-  return _grouped_product(groups, inputs, kernel)
+    The gradient is the plain matmul's. The rule writes the weight gradient as
+    inputs^T @ output_gradient (the rows of both contracted), which XLA CPU reads where the
+    operands lie.
+    """
+    return _grouped_product(groups, inputs, kernel)
 
 
 def _grouped_dense_forward(groups, inputs, kernel):
-  return _grouped_product(groups, inputs, kernel), (inputs, kernel)
+    return _grouped_product(groups, inputs, kernel), (inputs, kernel)
 
 
 def _grouped_dense_backward(groups, residuals, output_gradient):
-  inputs, kernel = residuals
-  in_features, out_features = kernel.shape
-  inputs_gradient = jnp.einsum(
-      "...gk,dgk->...d", output_gradient.reshape(output_gradient.shape[:-1] + (groups, -1)),
-      _column_groups(kernel, groups))
-  kernel_gradient = jax.lax.dot_general(
-      inputs.reshape(-1, in_features), output_gradient.reshape(-1, out_features),
-      (((0,), (0,)), ((), ())))
-  return inputs_gradient.astype(inputs.dtype), kernel_gradient.astype(kernel.dtype)
+    inputs, kernel = residuals
+    in_features, out_features = kernel.shape
+    inputs_gradient = jnp.einsum(
+        "...gk,dgk->...d",
+        output_gradient.reshape(output_gradient.shape[:-1] + (groups, -1)),
+        _column_groups(kernel, groups),
+    )
+    kernel_gradient = jax.lax.dot_general(
+        inputs.reshape(-1, in_features),
+        output_gradient.reshape(-1, out_features),
+        (((0,), (0,)), ((), ())),
+    )
+    return inputs_gradient.astype(inputs.dtype), kernel_gradient.astype(kernel.dtype)
 
 
 _grouped_dense.defvjp(_grouped_dense_forward, _grouped_dense_backward)
 
 
 def _row_blocks(array):
-  """[..., rows, features] as [blocks, rows, features] (a 2-D array: one block)."""
-  return array[None] if array.ndim == 2 else array.reshape((-1,) + array.shape[-2:])
+    """[..., rows, features] as [blocks, rows, features] (a 2-D array: one block)."""
+    return array[None] if array.ndim == 2 else array.reshape((-1,) + array.shape[-2:])
 
 
 @jax.custom_vjp
 def _bfloat16_dense(inputs, kernel):
-  """bf16 inputs [..., in] @ kernel [in, out], accumulated in float32, a bf16 result."""
-  rows = inputs.reshape(-1, inputs.shape[-1])
-  product = jax.lax.dot_general(rows, kernel, (((1,), (0,)), ((), ())),
-                                preferred_element_type=jnp.float32)
-  return product.astype(inputs.dtype).reshape(inputs.shape[:-1] + (kernel.shape[1],))
+    """bf16 inputs [..., in] @ kernel [in, out], accumulated in float32, a bf16 result."""
+    rows = inputs.reshape(-1, inputs.shape[-1])
+    product = jax.lax.dot_general(
+        rows, kernel, (((1,), (0,)), ((), ())), preferred_element_type=jnp.float32
+    )
+    return product.astype(inputs.dtype).reshape(inputs.shape[:-1] + (kernel.shape[1],))
 
 
 def _bfloat16_dense_forward(inputs, kernel):
-  return _bfloat16_dense(inputs, kernel), (inputs, kernel)
+    return _bfloat16_dense(inputs, kernel), (inputs, kernel)
 
 
 def _bfloat16_dense_backward(residuals, output_gradient):
-  inputs, kernel = residuals
-  output_gradient = output_gradient.astype(inputs.dtype)
-  gradient_rows = output_gradient.reshape(-1, kernel.shape[1])
-  inputs_gradient = jax.lax.dot_general(gradient_rows, kernel, (((1,), (1,)), ((), ())),
-                                        preferred_element_type=jnp.float32)
-  # The weight gradient contracts two row axes (the inputs' own [batch, length], or a unit
-  # axis and the rows): XLA CPU then copies the inputs into a transposed array and runs a
-  # matrix-unit product. As a plain rows-contracting product it converts both operands to
-  # float32 (4x slower); over the rows flattened into one axis its transposed copy of a
-  # [3072, 1024] array ran 20x slower than over [32, 96, 1024] (a power-of-two stride).
-  # XLA transposes the operand whose axis leads the result. For a layer that narrows
-  # (in > out) the output gradient is the smaller one: the product is taken as
-  # gradient^T @ inputs and transposed after (the barrier keeps XLA from folding the
-  # transpose back into the product), ~25% faster for the MLP's [1024 -> 256] layer.
-  if kernel.shape[0] > kernel.shape[1]:
-    kernel_gradient = jax.lax.optimization_barrier(_f32_einsum(
-        "crk,crd->kd", _row_blocks(output_gradient), _row_blocks(inputs))).T
-  else:
-    kernel_gradient = _f32_einsum("crd,crk->dk", _row_blocks(inputs),
-                                  _row_blocks(output_gradient))
-  return (inputs_gradient.astype(inputs.dtype).reshape(inputs.shape),
-          kernel_gradient.astype(kernel.dtype))
+    inputs, kernel = residuals
+    output_gradient = output_gradient.astype(inputs.dtype)
+    gradient_rows = output_gradient.reshape(-1, kernel.shape[1])
+    inputs_gradient = jax.lax.dot_general(
+        gradient_rows, kernel, (((1,), (1,)), ((), ())), preferred_element_type=jnp.float32
+    )
+    # The weight gradient contracts two row axes (the inputs' own [batch, length], or a unit
+    # axis and the rows): XLA CPU then copies the inputs into a transposed array and runs a
+    # matrix-unit product. As a plain rows-contracting product it converts both operands to
+    # float32 (4x slower); over the rows flattened into one axis its transposed copy of a
+    # [3072, 1024] array ran 20x slower than over [32, 96, 1024] (a power-of-two stride).
+    # XLA transposes the operand whose axis leads the result. For a layer that narrows
+    # (in > out) the output gradient is the smaller one: the product is taken as
+    # gradient^T @ inputs and transposed after (the barrier keeps XLA from folding the
+    # transpose back into the product), ~25% faster for the MLP's [1024 -> 256] layer.
+    if kernel.shape[0] > kernel.shape[1]:
+        kernel_gradient = jax.lax.optimization_barrier(
+            _f32_einsum("crk,crd->kd", _row_blocks(output_gradient), _row_blocks(inputs))
+        ).T
+    else:
+        kernel_gradient = _f32_einsum(
+            "crd,crk->dk", _row_blocks(inputs), _row_blocks(output_gradient)
+        )
+    return (
+        inputs_gradient.astype(inputs.dtype).reshape(inputs.shape),
+        kernel_gradient.astype(kernel.dtype),
+    )
 
 
 _bfloat16_dense.defvjp(_bfloat16_dense_forward, _bfloat16_dense_backward)
@@ -156,66 +170,79 @@ _bfloat16_dense.defvjp(_bfloat16_dense_forward, _bfloat16_dense_backward)
 
 
 def einsum(equation: str, a, b, out_dtype=None):
-  """`jnp.einsum(equation, a, b)`, its result in `out_dtype` (default: `a`'s dtype).
+    """`jnp.einsum(equation, a, b)`, its result in `out_dtype` (default: `a`'s dtype).
 
-  Products accumulate in float32 wherever the operands are bf16. The equation names every
-  axis (no "...") and none is summed within one operand alone.
-  """
-  out_dtype = jnp.dtype(out_dtype or a.dtype)
-  if _on_cpu() and _bfloat16(a, b):
-    _check_equation(equation)
-    return _bfloat16_einsum(equation, out_dtype, a, b)
-  return jnp.einsum(equation, a, b, preferred_element_type=out_dtype)
+    Products accumulate in float32 wherever the operands are bf16. The equation names every
+    axis (no "...") and none is summed within one operand alone.
+    """
+    out_dtype = jnp.dtype(out_dtype or a.dtype)
+    if _on_cpu() and _bfloat16(a, b):
+        _check_equation(equation)
+        return _bfloat16_einsum(equation, out_dtype, a, b)
+    return jnp.einsum(equation, a, b, preferred_element_type=out_dtype)
 
 
 def _einsum_axes(equation) -> tuple[str, str, str]:
-  """"ab,bc->ac" -> ("ab", "bc", "ac")."""
-  inputs, _, out_axes = equation.partition("->")
-  a_axes, _, b_axes = inputs.partition(",")
-  return a_axes, b_axes, out_axes
+    """ "ab,bc->ac" -> ("ab", "bc", "ac")."""
+    inputs, _, out_axes = equation.partition("->")
+    a_axes, _, b_axes = inputs.partition(",")
+    return a_axes, b_axes, out_axes
 
 
 def _check_equation(equation):
-  a_axes, b_axes, out_axes = _einsum_axes(equation)
-  if "." in equation or not out_axes or not b_axes or any(
-      axis not in out_axes + other for axes, other in ((a_axes, b_axes), (b_axes, a_axes))
-      for axis in axes):
-    raise ValueError(f"einsum {equation!r}: two operands with named axes, each axis in the "
-                     "result or in the other operand")
+    a_axes, b_axes, out_axes = _einsum_axes(equation)
+    if (
+        "." in equation
+        or not out_axes
+        or not b_axes
+        or any(
+            axis not in out_axes + other
+            for axes, other in ((a_axes, b_axes), (b_axes, a_axes))
+            for axis in axes
+        )
+    ):
+        raise ValueError(
+            f"einsum {equation!r}: two operands with named axes, each axis in the "
+            "result or in the other operand"
+        )
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0, 1))
 def _bfloat16_einsum(equation, out_dtype, a, b):
-  return _f32_einsum(equation, a, b).astype(out_dtype)
+    return _f32_einsum(equation, a, b).astype(out_dtype)
 
 
 def _bfloat16_einsum_forward(equation, out_dtype, a, b):
-  return _bfloat16_einsum(equation, out_dtype, a, b), (a, b)
+    return _bfloat16_einsum(equation, out_dtype, a, b), (a, b)
 
 
 def _bfloat16_einsum_backward(equation, out_dtype, residuals, output_gradient):
-  a, b = residuals
-  a_axes, b_axes, out_axes = _einsum_axes(equation)
-  gradient = output_gradient.astype(a.dtype)
-  a_gradient = _ordered_f32_einsum(a_axes, (gradient, out_axes), (b, b_axes))
-  b_gradient = _ordered_f32_einsum(b_axes, (a, a_axes), (gradient, out_axes))
-  return a_gradient.astype(a.dtype), b_gradient.astype(b.dtype)
+    a, b = residuals
+    a_axes, b_axes, out_axes = _einsum_axes(equation)
+    gradient = output_gradient.astype(a.dtype)
+    a_gradient = _ordered_f32_einsum(a_axes, (gradient, out_axes), (b, b_axes))
+    b_gradient = _ordered_f32_einsum(b_axes, (a, a_axes), (gradient, out_axes))
+    return a_gradient.astype(a.dtype), b_gradient.astype(b.dtype)
 
 
 def _ordered_f32_einsum(result_axes, first, second):
-  """A float32-accumulated product, its operands ordered as XLA CPU's matrix path needs.
+    """A float32-accumulated product, its operands ordered as XLA CPU's matrix path needs.
 
-  The operand whose own (not shared) axes come first in the result goes first. In the
-  other order XLA CPU (jax 0.10) left some batched bf16 products, such as the attention
-  key gradient "bthk,bhts->bshk", to a kernel that cannot run bf16 x bf16 -> float32.
-  """
-  def first_own_axis(axes, other_axes):
-    return min((result_axes.index(axis) for axis in axes if axis not in other_axes),
-               default=len(result_axes))
-  (x, x_axes), (y, y_axes) = first, second
-  if first_own_axis(y_axes, x_axes) < first_own_axis(x_axes, y_axes):
-    (x, x_axes), (y, y_axes) = (y, y_axes), (x, x_axes)
-  return _f32_einsum(f"{x_axes},{y_axes}->{result_axes}", x, y)
+    The operand whose own (not shared) axes come first in the result goes first. In the
+    other order XLA CPU (jax 0.10) left some batched bf16 products, such as the attention
+    key gradient "bthk,bhts->bshk", to a kernel that cannot run bf16 x bf16 -> float32.
+    """
+
+    def first_own_axis(axes, other_axes):
+        return min(
+            (result_axes.index(axis) for axis in axes if axis not in other_axes),
+            default=len(result_axes),
+        )
+
+    (x, x_axes), (y, y_axes) = first, second
+    if first_own_axis(y_axes, x_axes) < first_own_axis(x_axes, y_axes):
+        (x, x_axes), (y, y_axes) = (y, y_axes), (x, x_axes)
+    return _f32_einsum(f"{x_axes},{y_axes}->{result_axes}", x, y)
 
 
 _bfloat16_einsum.defvjp(_bfloat16_einsum_forward, _bfloat16_einsum_backward)
@@ -225,50 +252,52 @@ _bfloat16_einsum.defvjp(_bfloat16_einsum_forward, _bfloat16_einsum_backward)
 
 
 def attention(query, key, value, key_mask, implementation=None):
-  """Softmax attention of query/key/value [B, T, H, K] over the keys where `key_mask` [B, T].
+    """Softmax attention of query/key/value [B, T, H, K] over the keys where `key_mask` [B, T].
 
-  On CPU the two products go through `einsum` (float32 scores and softmax; with bf16
-  operands a bf16 weighted sum): in float32 the tiny step is ~5% faster than through
-  `jax.nn.dot_product_attention`, whose grouped-query vmap left a slow reduction in the
-  backward pass (docs/performance.md). Everywhere else through
-  `jax.nn.dot_product_attention` (`implementation`: None lets JAX choose, "xla", or
-  "cudnn" on NVIDIA GPUs).
-  """
-  mask = key_mask[:, None, None, :].astype(bool)  # [B, 1, 1, T]: every query, valid keys.
-  if not (_on_cpu() and implementation in (None, "xla")):
-    return jax.nn.dot_product_attention(query, key, value, mask=mask,
-                                        implementation=implementation)
-  scale = query.shape[-1] ** -0.5
-  scores = einsum("bthk,bshk->bhts", query, key, out_dtype=jnp.float32) * scale
-  scores = jnp.where(mask, scores, jnp.finfo(jnp.float32).min)
-  probabilities = jax.nn.softmax(scores, axis=-1).astype(value.dtype)
-  return einsum("bhts,bshk->bthk", probabilities, value)
+    On CPU the two products go through `einsum` (float32 scores and softmax; with bf16
+    operands a bf16 weighted sum): in float32 the tiny step is ~5% faster than through
+    `jax.nn.dot_product_attention`, whose grouped-query vmap left a slow reduction in the
+    backward pass (docs/performance.md). Everywhere else through
+    `jax.nn.dot_product_attention` (`implementation`: None lets JAX choose, "xla", or
+    "cudnn" on NVIDIA GPUs).
+    """
+    mask = key_mask[:, None, None, :].astype(bool)  # [B, 1, 1, T]: every query, valid keys.
+    if not (_on_cpu() and implementation in (None, "xla")):
+        return jax.nn.dot_product_attention(
+            query, key, value, mask=mask, implementation=implementation
+        )
+    scale = query.shape[-1] ** -0.5
+    scores = einsum("bthk,bshk->bhts", query, key, out_dtype=jnp.float32) * scale
+    scores = jnp.where(mask, scores, jnp.finfo(jnp.float32).min)
+    probabilities = jax.nn.softmax(scores, axis=-1).astype(value.dtype)
+    return einsum("bhts,bshk->bthk", probabilities, value)
 
 
 # --- Activations -----------------------------------------------------------------------
 
 
 def gelu(x, approximate: bool = True):
-  """`nn.gelu(x, approximate)`; for bf16 on CPU computed in float32 from `x` alone."""
-  if _on_cpu() and _bfloat16(x):
-    return _bfloat16_gelu(approximate, x)
-  return jax.nn.gelu(x, approximate=approximate)
+    """`nn.gelu(x, approximate)`; for bf16 on CPU computed in float32 from `x` alone."""
+    if _on_cpu() and _bfloat16(x):
+        return _bfloat16_gelu(approximate, x)
+    return jax.nn.gelu(x, approximate=approximate)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
 def _bfloat16_gelu(approximate, x):
-  return jax.nn.gelu(x.astype(jnp.float32), approximate=approximate).astype(x.dtype)
+    return jax.nn.gelu(x.astype(jnp.float32), approximate=approximate).astype(x.dtype)
 
 
 def _bfloat16_gelu_forward(approximate, x):
-  return _bfloat16_gelu(approximate, x), x
+    return _bfloat16_gelu(approximate, x), x
 
 
 def _bfloat16_gelu_backward(approximate, x, output_gradient):
-  _, pullback = jax.vjp(functools.partial(jax.nn.gelu, approximate=approximate),
-                        x.astype(jnp.float32))
-  (x_gradient,) = pullback(output_gradient.astype(jnp.float32))
-  return (x_gradient.astype(x.dtype),)
+    _, pullback = jax.vjp(
+        functools.partial(jax.nn.gelu, approximate=approximate), x.astype(jnp.float32)
+    )
+    (x_gradient,) = pullback(output_gradient.astype(jnp.float32))
+    return (x_gradient.astype(x.dtype),)
 
 
 _bfloat16_gelu.defvjp(_bfloat16_gelu_forward, _bfloat16_gelu_backward)
@@ -278,29 +307,29 @@ _bfloat16_gelu.defvjp(_bfloat16_gelu_forward, _bfloat16_gelu_backward)
 
 
 def add_broadcast(x, parameter):
-  """x + parameter (its shape x's trailing axes, broadcast over the rest), in x's dtype."""
-  if parameter.shape != x.shape[x.ndim - parameter.ndim:]:
-    raise ValueError(f"add_broadcast: parameter {parameter.shape} is not the trailing shape "
-                     f"of {x.shape}")
-  if _on_cpu() and _bfloat16(x):
-    return _bfloat16_add_broadcast(x, parameter)
-  return x + parameter.astype(x.dtype)
+    """x + parameter (its shape x's trailing axes, broadcast over the rest), in x's dtype."""
+    if parameter.shape != x.shape[x.ndim - parameter.ndim :]:
+        raise ValueError(
+            f"add_broadcast: parameter {parameter.shape} is not the trailing shape of {x.shape}"
+        )
+    if _on_cpu() and _bfloat16(x):
+        return _bfloat16_add_broadcast(x, parameter)
+    return x + parameter.astype(x.dtype)
 
 
 @jax.custom_vjp
 def _bfloat16_add_broadcast(x, parameter):
-  return x + parameter.astype(x.dtype)
+    return x + parameter.astype(x.dtype)
 
 
 def _bfloat16_add_broadcast_forward(x, parameter):
-  return _bfloat16_add_broadcast(x, parameter), parameter
+    return _bfloat16_add_broadcast(x, parameter), parameter
 
 
 def _bfloat16_add_broadcast_backward(parameter, output_gradient):
-  leading = tuple(range(output_gradient.ndim - parameter.ndim))
-  parameter_gradient = jnp.sum(output_gradient, axis=leading, dtype=jnp.float32)
-  return output_gradient, parameter_gradient.astype(parameter.dtype)
+    leading = tuple(range(output_gradient.ndim - parameter.ndim))
+    parameter_gradient = jnp.sum(output_gradient, axis=leading, dtype=jnp.float32)
+    return output_gradient, parameter_gradient.astype(parameter.dtype)
 
 
-_bfloat16_add_broadcast.defvjp(_bfloat16_add_broadcast_forward,
-                               _bfloat16_add_broadcast_backward)
+_bfloat16_add_broadcast.defvjp(_bfloat16_add_broadcast_forward, _bfloat16_add_broadcast_backward)

@@ -13,7 +13,8 @@ Usage: bash launch/local.sh [--dry-run] COMMAND [ARGS...]
 Commands:
   demo [ARGS]   python -m item_jax.cli.main_job --workdir runs/demo ARGS
                 (default catalog -> shards -> configs/demo.py training -> evaluation)
-  test [ARGS]   python -m pytest tests -q -n 2 --dist loadfile ARGS (two worker processes)
+  test [ARGS]   ruff format --check and ruff check (the tree must be clean under both), then
+                python -m pytest tests -q -n 2 --dist loadfile ARGS (two worker processes)
   train ARGS    python -m item_jax.cli.train ARGS, e.g.
                 train --config configs/tiny.py:runlocal --workdir runs/tiny \
                       --config.data.dir runs/demo/shards
@@ -48,10 +49,13 @@ main() {
     dry_run=1
     shift
   fi
-  local python=".venv/bin/python" setup=(bash launch/setup_env.sh)
+  local python=".venv/bin/python" setup=(bash launch/setup_env.sh) lint=0
   case "${command}" in
     demo) set -- "${python}" -m item_jax.cli.main_job --workdir runs/demo "$@" ;;
-    test) setup+=(--dev); set -- "${python}" -m pytest tests -q -n 2 --dist loadfile "$@" ;;
+    test)
+      setup+=(--dev)
+      lint=1
+      set -- "${python}" -m pytest tests -q -n 2 --dist loadfile "$@" ;;
     train)
       if (($# == 0)); then
         echo "local.sh: train needs arguments (--config ... --workdir ...)" >&2
@@ -67,6 +71,10 @@ main() {
   esac
   cd "${REPO_ROOT}"
   run "${setup[@]}"
+  if ((lint)); then
+    run .venv/bin/ruff format --check --quiet .
+    run .venv/bin/ruff check --quiet .
+  fi
   run "$@"
 }
 

@@ -21,67 +21,76 @@ TITLES = [
 
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory):
-  path = str(tmp_path_factory.mktemp("tokenizer") / "tokenizer.model")
-  return tokenizer.train_tokenizer(TITLES, path, vocab_size=8000, seed=0)
+    path = str(tmp_path_factory.mktemp("tokenizer") / "tokenizer.model")
+    return tokenizer.train_tokenizer(TITLES, path, vocab_size=8000, seed=0)
 
 
 def test_model_has_the_design_special_ids(model_path):
-  processor = tokenizer.load_tokenizer(model_path)
+    processor = tokenizer.load_tokenizer(model_path)
 
-  pieces = [processor.id_to_piece(token_id) for token_id in range(5)]
-  assert pieces == ["<pad>", "<unk>", "[CLS]", "[SEP]", "[MASK]"]
-  assert (processor.pad_id(), processor.unk_id(), processor.bos_id(), processor.eos_id()) == (
-      tokenizer.PAD_ID, tokenizer.UNK_ID, tokenizer.CLS_ID, tokenizer.SEP_ID)
-  assert processor.piece_to_id("[MASK]") == tokenizer.MASK_ID
-  assert tokenizer.FIRST_WORD_PIECE_ID == 5
+    pieces = [processor.id_to_piece(token_id) for token_id in range(5)]
+    assert pieces == ["<pad>", "<unk>", "[CLS]", "[SEP]", "[MASK]"]
+    assert (processor.pad_id(), processor.unk_id(), processor.bos_id(), processor.eos_id()) == (
+        tokenizer.PAD_ID,
+        tokenizer.UNK_ID,
+        tokenizer.CLS_ID,
+        tokenizer.SEP_ID,
+    )
+    assert processor.piece_to_id("[MASK]") == tokenizer.MASK_ID
+    assert tokenizer.FIRST_WORD_PIECE_ID == 5
 
 
 def test_small_catalog_gets_a_smaller_vocabulary(model_path):
-  processor = tokenizer.load_tokenizer(model_path)
-  assert tokenizer.FIRST_WORD_PIECE_ID < processor.get_piece_size() < 8000
+    processor = tokenizer.load_tokenizer(model_path)
+    assert tokenizer.FIRST_WORD_PIECE_ID < processor.get_piece_size() < 8000
 
 
 def test_encode_titles_round_trips_without_cls_or_sep(model_path):
-  processor = tokenizer.load_tokenizer(model_path)
-  titles = ["red cotton shirt size m", "", "steel mug black"]
+    processor = tokenizer.load_tokenizer(model_path)
+    titles = ["red cotton shirt size m", "", "steel mug black"]
 
-  encoded = tokenizer.encode_titles(processor, titles)
+    encoded = tokenizer.encode_titles(processor, titles)
 
-  assert encoded[1] == []
-  for title, ids in zip(titles, encoded):
-    assert all(token_id >= tokenizer.FIRST_WORD_PIECE_ID for token_id in ids)
-    assert processor.decode(ids) == title
-  assert tokenizer.encode_titles(processor, []) == []
+    assert encoded[1] == []
+    for title, ids in zip(titles, encoded):
+        assert all(token_id >= tokenizer.FIRST_WORD_PIECE_ID for token_id in ids)
+        assert processor.decode(ids) == title
+    assert tokenizer.encode_titles(processor, []) == []
 
 
 def test_training_is_deterministic(tmp_path, model_path):
-  again = tokenizer.train_tokenizer(TITLES, str(tmp_path / "again.model"), 8000, seed=0)
-  with open(model_path, "rb") as first, open(again, "rb") as second:
-    assert first.read() == second.read()
+    again = tokenizer.train_tokenizer(TITLES, str(tmp_path / "again.model"), 8000, seed=0)
+    with open(model_path, "rb") as first, open(again, "rb") as second:
+        assert first.read() == second.read()
 
 
 def test_model_with_other_special_ids_is_refused(tmp_path):
-  path = tmp_path / "default_ids.model"
-  model = io.BytesIO()
-  spm.SentencePieceTrainer.train(sentence_iterator=iter(TITLES), model_writer=model,
-                                 vocab_size=40, hard_vocab_limit=False, minloglevel=2)
-  path.write_bytes(model.getvalue())
+    path = tmp_path / "default_ids.model"
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(TITLES),
+        model_writer=model,
+        vocab_size=40,
+        hard_vocab_limit=False,
+        minloglevel=2,
+    )
+    path.write_bytes(model.getvalue())
 
-  with pytest.raises(ValueError, match="special ids"):
-    tokenizer.load_tokenizer(str(path))
+    with pytest.raises(ValueError, match="special ids"):
+        tokenizer.load_tokenizer(str(path))
 
 
 def test_missing_or_broken_model_files_raise_clear_errors(tmp_path):
-  with pytest.raises(FileNotFoundError, match="does not exist"):
-    tokenizer.load_tokenizer(str(tmp_path / "absent.model"))
-  broken = tmp_path / "broken.model"
-  broken.write_bytes(b"not a model")
-  with pytest.raises(ValueError, match="not a SentencePiece model"):
-    tokenizer.load_tokenizer(str(broken))
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        tokenizer.load_tokenizer(str(tmp_path / "absent.model"))
+    broken = tmp_path / "broken.model"
+    broken.write_bytes(b"not a model")
+    with pytest.raises(ValueError, match="not a SentencePiece model"):
+        tokenizer.load_tokenizer(str(broken))
 
 
 def test_training_arguments_are_checked(tmp_path):
-  with pytest.raises(ValueError, match="no non-empty titles"):
-    tokenizer.train_tokenizer(["", "  "], str(tmp_path / "t.model"), 100)
-  with pytest.raises(ValueError, match="vocab_size"):
-    tokenizer.train_tokenizer(TITLES, str(tmp_path / "t.model"), 5)
+    with pytest.raises(ValueError, match="no non-empty titles"):
+        tokenizer.train_tokenizer(["", "  "], str(tmp_path / "t.model"), 100)
+    with pytest.raises(ValueError, match="vocab_size"):
+        tokenizer.train_tokenizer(TITLES, str(tmp_path / "t.model"), 5)

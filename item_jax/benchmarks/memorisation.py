@@ -26,57 +26,67 @@ MAX_PIXEL_LOSS_FRACTION = 0.35
 
 
 def first_listings(config, data_dir: str, num_examples: int, split: str = "train") -> dict:
-  """The split's first `num_examples` listings (file order) as one host batch."""
-  batch, _ = next(input_pipeline.iterate_eval_batches(
-      data_dir, split, image_size=config.model.image_size,
-      max_text_len=config.model.max_text_len, batch_size=num_examples))
-  if int(batch["valid"].sum()) < num_examples:
-    raise ValueError(f"the {split} split of {data_dir} has fewer than {num_examples} listings")
-  return batch
+    """The split's first `num_examples` listings (file order) as one host batch."""
+    batch, _ = next(
+        input_pipeline.iterate_eval_batches(
+            data_dir,
+            split,
+            image_size=config.model.image_size,
+            max_text_len=config.model.max_text_len,
+            batch_size=num_examples,
+        )
+    )
+    if int(batch["valid"].sum()) < num_examples:
+        raise ValueError(f"the {split} split of {data_dir} has fewer than {num_examples} listings")
+    return batch
 
 
 def memorise(config, batch: dict, *, steps: int, window: int = 10) -> dict:
-  """Trains `config` on the one `batch` for `steps` steps; returns start and end metrics."""
-  config = config.copy_and_resolve_references()
-  config.total_steps = steps
-  config.global_batch_size = len(batch["valid"])
-  # One device: this checks learning, not sharding (tests/test_train_step.py does that).
-  config.mesh.update(data=1, fsdp=1, tensor=1)
-  mesh = sharding.make_mesh(config.mesh, jax.devices()[:1])
-  model = model_from_config(config.model)
-  setup = train_step.build_train_setup(model, config, mesh)
-  step_fn = train_step.make_train_step(setup, config)
-  state = setup.init_state(jax.random.key(config.seed))
-  device_batch = jax.device_put(batch, setup.batch_sharding)
-  history = []
-  start = time.perf_counter()
-  with jax.set_mesh(mesh):
-    for _ in range(steps):
-      state, metrics = step_fn(state, device_batch)
-      history.append(metrics)
-  history = [{key: float(value) for key, value in m.items()} for m in jax.device_get(history)]
-  keys = [key for key in history[0] if key.endswith(("_loss", "_accuracy")) or key == "loss"]
-  return {
-      "objectives": list(objectives.enabled_objectives(config)),
-      "examples": config.global_batch_size, "steps": steps, "window": window,
-      "seconds": round(time.perf_counter() - start, 1),
-      "start": {key: history[0][key] for key in keys},
-      "end": {key: float(np.mean([m[key] for m in history[-window:]])) for key in keys},
-  }
+    """Trains `config` on the one `batch` for `steps` steps; returns start and end metrics."""
+    config = config.copy_and_resolve_references()
+    config.total_steps = steps
+    config.global_batch_size = len(batch["valid"])
+    # One device: this checks learning, not sharding (tests/test_train_step.py does that).
+    config.mesh.update(data=1, fsdp=1, tensor=1)
+    mesh = sharding.make_mesh(config.mesh, jax.devices()[:1])
+    model = model_from_config(config.model)
+    setup = train_step.build_train_setup(model, config, mesh)
+    step_fn = train_step.make_train_step(setup, config)
+    state = setup.init_state(jax.random.key(config.seed))
+    device_batch = jax.device_put(batch, setup.batch_sharding)
+    history = []
+    start = time.perf_counter()
+    with jax.set_mesh(mesh):
+        for _ in range(steps):
+            state, metrics = step_fn(state, device_batch)
+            history.append(metrics)
+    history = [{key: float(value) for key, value in m.items()} for m in jax.device_get(history)]
+    keys = [key for key in history[0] if key.endswith(("_loss", "_accuracy")) or key == "loss"]
+    return {
+        "objectives": list(objectives.enabled_objectives(config)),
+        "examples": config.global_batch_size,
+        "steps": steps,
+        "window": window,
+        "seconds": round(time.perf_counter() - start, 1),
+        "start": {key: history[0][key] for key in keys},
+        "end": {key: float(np.mean([m[key] for m in history[-window:]])) for key in keys},
+    }
 
 
 def check_memorised(result: dict) -> list[str]:
-  """The objectives that did not memorise the batch (empty: all did)."""
-  failures = []
-  start, end = result["start"], result["end"]
-  for name in result["objectives"]:
-    if name in ("itm", "mlm", "gmlm"):
-      accuracy = end[f"{name}_accuracy"]
-      if accuracy < MIN_ACCURACY:
-        failures.append(f"{name} accuracy {accuracy:.3f} < {MIN_ACCURACY}")
-    else:
-      fraction = end[f"{name}_loss"] / start[f"{name}_loss"]
-      if fraction > MAX_PIXEL_LOSS_FRACTION:
-        failures.append(f"{name} loss fell only to {fraction:.2f} of its start "
-                        f"(> {MAX_PIXEL_LOSS_FRACTION})")
-  return failures
+    """The objectives that did not memorise the batch (empty: all did)."""
+    failures = []
+    start, end = result["start"], result["end"]
+    for name in result["objectives"]:
+        if name in ("itm", "mlm", "gmlm"):
+            accuracy = end[f"{name}_accuracy"]
+            if accuracy < MIN_ACCURACY:
+                failures.append(f"{name} accuracy {accuracy:.3f} < {MIN_ACCURACY}")
+        else:
+            fraction = end[f"{name}_loss"] / start[f"{name}_loss"]
+            if fraction > MAX_PIXEL_LOSS_FRACTION:
+                failures.append(
+                    f"{name} loss fell only to {fraction:.2f} of its start "
+                    f"(> {MAX_PIXEL_LOSS_FRACTION})"
+                )
+    return failures

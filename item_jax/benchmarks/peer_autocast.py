@@ -19,18 +19,18 @@ import torch
 
 
 def main():
-  if len(sys.argv) < 2:
-    raise SystemExit("usage: peer_autocast.py PEER_SCRIPT [peer flags]")
-  script = sys.argv[1]
-  sys.argv = [script] + sys.argv[2:]
-  output = io.StringIO()
-  with torch.autocast("cpu", dtype=torch.bfloat16), contextlib.redirect_stdout(output):
-    runpy.run_path(script, run_name="__main__")
-  for line in output.getvalue().splitlines():
-    if line.startswith("{"):
-      line = json.dumps(dict(json.loads(line), autocast="bfloat16"))
-    print(line, flush=True)
+    if len(sys.argv) < 2:
+        raise SystemExit("usage: peer_autocast.py PEER_SCRIPT [peer flags]")
+    script = sys.argv[1]
+    sys.argv = [script] + sys.argv[2:]
+    output = io.StringIO()
+    with torch.autocast("cpu", dtype=torch.bfloat16), contextlib.redirect_stdout(output):
+        runpy.run_path(script, run_name="__main__")
+    for line in output.getvalue().splitlines():
+        if line.startswith("{"):
+            line = json.dumps(dict(json.loads(line), autocast="bfloat16"))
+        print(line, flush=True)
 
 
 if __name__ == "__main__":
-  main()
+    main()

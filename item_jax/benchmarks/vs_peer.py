@@ -49,120 +49,181 @@ DEFAULT_PEER_PYTHON = "/tmp/peer/bin/python"
 DEFAULT_PEER_SCRIPT = os.path.join("..", "shared", "bench", "peer_vilt.py")
 PRECISIONS = ("float32", "bfloat16")
 LOAD_POLL_SECONDS = 5.0  # How often `wait_for_quiet` reads the load average.
-PEER_AUTOCAST_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                    "peer_autocast.py")
+PEER_AUTOCAST_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "peer_autocast.py")
 
 
 def _busy_seconds() -> float:
-  """CPU seconds all processes on the machine have used (non-idle /proc/stat time)."""
-  with open("/proc/stat", encoding="ascii") as stat:
-    fields = [int(value) for value in stat.readline().split()[1:]]
-  idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-  return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+    """CPU seconds all processes on the machine have used (non-idle /proc/stat time)."""
+    with open("/proc/stat", encoding="ascii") as stat:
+        fields = [int(value) for value in stat.readline().split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def _children_seconds() -> float:
-  usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-  return usage.ru_utime + usage.ru_stime
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _timed_run(command: list[str], env: dict) -> tuple[dict, float]:
-  """(the command's last JSON line, CPU seconds other processes used meanwhile)."""
-  busy, ours = _busy_seconds(), _children_seconds()
-  completed = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
-  foreign = (_busy_seconds() - busy) - (_children_seconds() - ours)
-  if completed.returncode != 0:
-    raise RuntimeError(f"{' '.join(command)} failed ({completed.returncode}):\n"
-                       f"{completed.stderr[-2000:]}")
-  lines = [line for line in completed.stdout.splitlines() if line.startswith("{")]
-  return json.loads(lines[-1]), max(foreign, 0.0)
+    """(the command's last JSON line, CPU seconds other processes used meanwhile)."""
+    busy, ours = _busy_seconds(), _children_seconds()
+    completed = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    foreign = (_busy_seconds() - busy) - (_children_seconds() - ours)
+    if completed.returncode != 0:
+        raise RuntimeError(
+            f"{' '.join(command)} failed ({completed.returncode}):\n{completed.stderr[-2000:]}"
+        )
+    lines = [line for line in completed.stdout.splitlines() if line.startswith("{")]
+    return json.loads(lines[-1]), max(foreign, 0.0)
 
 
 def wait_for_quiet(max_load: float, wait_s: float) -> tuple[float, float]:
-  """(1-minute load average, seconds waited): polls until it is under `max_load` or
-  `wait_s` seconds have passed."""
-  start = time.monotonic()
-  load = os.getloadavg()[0]
-  while load >= max_load and time.monotonic() - start < wait_s:
-    time.sleep(min(LOAD_POLL_SECONDS, max(wait_s - (time.monotonic() - start), 0.0)))
+    """(1-minute load average, seconds waited): polls until it is under `max_load` or
+    `wait_s` seconds have passed."""
+    start = time.monotonic()
     load = os.getloadavg()[0]
-  return load, time.monotonic() - start
+    while load >= max_load and time.monotonic() - start < wait_s:
+        time.sleep(min(LOAD_POLL_SECONDS, max(wait_s - (time.monotonic() - start), 0.0)))
+        load = os.getloadavg()[0]
+    return load, time.monotonic() - start
 
 
 def peer_arguments(config) -> list[str]:
-  """The peer's flags for the dims of `config`."""
-  m = config.model
-  return ["--hidden", str(m.hidden_dim), "--layers", str(m.num_layers), "--heads",
-          str(m.num_heads), "--mlp", str(m.mlp_dim), "--image", str(m.image_size), "--patch",
-          str(m.patch_size), "--text", str(m.max_text_len), "--vocab", str(m.vocab_size),
-          "--batch", str(config.global_batch_size)]
+    """The peer's flags for the dims of `config`."""
+    m = config.model
+    return [
+        "--hidden",
+        str(m.hidden_dim),
+        "--layers",
+        str(m.num_layers),
+        "--heads",
+        str(m.num_heads),
+        "--mlp",
+        str(m.mlp_dim),
+        "--image",
+        str(m.image_size),
+        "--patch",
+        str(m.patch_size),
+        "--text",
+        str(m.max_text_len),
+        "--vocab",
+        str(m.vocab_size),
+        "--batch",
+        str(config.global_batch_size),
+    ]
 
 
-def benchmark_vs_peer(config_spec: str, config, *, rounds: int = 3, steps: int = 20,
-                      peer_steps: int = 10, peer_python: str = DEFAULT_PEER_PYTHON,
-                      peer_script: str = DEFAULT_PEER_SCRIPT, max_load: float = 1.0,
-                      max_foreign_cpu: float = 0.15, allocator: str | None = None,
-                      precision: str = "float32", wait_quiet_s: float = 0.0) -> dict:
-  """Alternates `rounds` item_jax and peer runs; see the module docstring."""
-  if precision not in PRECISIONS:
-    raise ValueError(f"precision {precision!r} is not one of {PRECISIONS}")
-  for path, what in ((peer_python, "peer Python (torch, transformers)"),
-                     (peer_script, "peer script")):
-    if not os.path.exists(path):
-      raise FileNotFoundError(f"{what} not found at {path}; set it up as "
-                              "shared/bench/README.md says")
-  if rounds < 1:
-    raise ValueError(f"rounds must be >= 1, got {rounds}")
-  if wait_quiet_s < 0:
-    raise ValueError(f"wait_quiet_s must be >= 0, got {wait_quiet_s}")
-  if allocator is None:
-    allocator = "tcmalloc" if allocator_lib.find_tcmalloc() else "glibc"
-  env = allocator_lib.environment_with(allocator, dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
-  load_before, waited = wait_for_quiet(max_load, wait_quiet_s)
-  result = dict(benchmark="vs_peer", config=config_spec, allocator=allocator,
-                precision=precision,
-                rounds=rounds, steps=steps,
-                peer_steps=peer_steps, cpu_count=os.cpu_count(),
-                host_cpu=profiling.host_cpu(),
-                load_average_1min_before=round(load_before, 2), max_load=max_load,
-                waited_for_quiet_s=round(waited, 1),
-                max_foreign_cpu_cores=max_foreign_cpu)
-  if load_before >= max_load:
-    return dict(result, quotable=False,
-                refused=f"1-minute load average {load_before:.2f} >= {max_load}"
-                        f" after waiting {waited:.0f} s: other work is running; wait for a "
-                        "quiet machine (or pass a longer --wait_quiet_s)")
-  item_jax_command = [sys.executable, "-m", "item_jax.cli.bench", "train", "--config",
-                      config_spec, "--steps", str(steps),
-                      f"--config.objectives={objectives.ITEM_OBJECTIVES}",
-                      f"--config.model.compute_dtype={precision}"]
-  peer_command = [peer_python, peer_script, *peer_arguments(config), "--steps", str(peer_steps)]
-  if precision == "bfloat16":
-    peer_command[1:1] = [PEER_AUTOCAST_SCRIPT]
-  ours, theirs, disturbed = [], [], []
-  for round_index in range(rounds):
-    for name, command, rates in (("item_jax", item_jax_command, ours),
-                                 ("peer", peer_command, theirs)):
-      start = time.perf_counter()
-      line, foreign = _timed_run(command, env)
-      wall = time.perf_counter() - start
-      rates.append(float(line["examples_per_s"]))
-      if name == "item_jax" and line.get("allocator") not in (allocator, None):
-        raise RuntimeError(f"item_jax ran on {line['allocator']}, not {allocator}")
-      ran_in = (line.get("compute_dtype", precision) if name == "item_jax"
-                else line.get("autocast", "float32"))
-      if ran_in != precision:
-        raise RuntimeError(f"{name} ran in {ran_in}, not {precision}")
-      if foreign / wall > max_foreign_cpu:
-        disturbed.append(f"round {round_index + 1} {name}: other processes used "
-                         f"{foreign / wall:.2f} cores")
-  ratios = [a / b for a, b in zip(ours, theirs)]
-  result.update(item_jax_examples_per_s=ours, peer_examples_per_s=theirs,
-                ratios=[round(r, 3) for r in ratios])
-  if disturbed:
-    return dict(result, quotable=False, refused="; ".join(disturbed))
-  return dict(result, quotable=True,
-              item_jax_median=round(statistics.median(ours), 2),
-              peer_median=round(statistics.median(theirs), 2),
-              ratio_median=round(statistics.median(ratios), 3),
-              ratio_min=round(min(ratios), 3), ratio_max=round(max(ratios), 3))
+def benchmark_vs_peer(
+    config_spec: str,
+    config,
+    *,
+    rounds: int = 3,
+    steps: int = 20,
+    peer_steps: int = 10,
+    peer_python: str = DEFAULT_PEER_PYTHON,
+    peer_script: str = DEFAULT_PEER_SCRIPT,
+    max_load: float = 1.0,
+    max_foreign_cpu: float = 0.15,
+    allocator: str | None = None,
+    precision: str = "float32",
+    wait_quiet_s: float = 0.0,
+) -> dict:
+    """Alternates `rounds` item_jax and peer runs; see the module docstring."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r} is not one of {PRECISIONS}")
+    for path, what in (
+        (peer_python, "peer Python (torch, transformers)"),
+        (peer_script, "peer script"),
+    ):
+        if not os.path.exists(path):
+            raise FileNotFoundError(
+                f"{what} not found at {path}; set it up as shared/bench/README.md says"
+            )
+    if rounds < 1:
+        raise ValueError(f"rounds must be >= 1, got {rounds}")
+    if wait_quiet_s < 0:
+        raise ValueError(f"wait_quiet_s must be >= 0, got {wait_quiet_s}")
+    if allocator is None:
+        allocator = "tcmalloc" if allocator_lib.find_tcmalloc() else "glibc"
+    env = allocator_lib.environment_with(allocator, dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    load_before, waited = wait_for_quiet(max_load, wait_quiet_s)
+    result = dict(
+        benchmark="vs_peer",
+        config=config_spec,
+        allocator=allocator,
+        precision=precision,
+        rounds=rounds,
+        steps=steps,
+        peer_steps=peer_steps,
+        cpu_count=os.cpu_count(),
+        host_cpu=profiling.host_cpu(),
+        load_average_1min_before=round(load_before, 2),
+        max_load=max_load,
+        waited_for_quiet_s=round(waited, 1),
+        max_foreign_cpu_cores=max_foreign_cpu,
+    )
+    if load_before >= max_load:
+        return dict(
+            result,
+            quotable=False,
+            refused=f"1-minute load average {load_before:.2f} >= {max_load}"
+            f" after waiting {waited:.0f} s: other work is running; wait for a "
+            "quiet machine (or pass a longer --wait_quiet_s)",
+        )
+    item_jax_command = [
+        sys.executable,
+        "-m",
+        "item_jax.cli.bench",
+        "train",
+        "--config",
+        config_spec,
+        "--steps",
+        str(steps),
+        f"--config.objectives={objectives.ITEM_OBJECTIVES}",
+        f"--config.model.compute_dtype={precision}",
+    ]
+    peer_command = [peer_python, peer_script, *peer_arguments(config), "--steps", str(peer_steps)]
+    if precision == "bfloat16":
+        peer_command[1:1] = [PEER_AUTOCAST_SCRIPT]
+    ours, theirs, disturbed = [], [], []
+    for round_index in range(rounds):
+        for name, command, rates in (
+            ("item_jax", item_jax_command, ours),
+            ("peer", peer_command, theirs),
+        ):
+            start = time.perf_counter()
+            line, foreign = _timed_run(command, env)
+            wall = time.perf_counter() - start
+            rates.append(float(line["examples_per_s"]))
+            if name == "item_jax" and line.get("allocator") not in (allocator, None):
+                raise RuntimeError(f"item_jax ran on {line['allocator']}, not {allocator}")
+            ran_in = (
+                line.get("compute_dtype", precision)
+                if name == "item_jax"
+                else line.get("autocast", "float32")
+            )
+            if ran_in != precision:
+                raise RuntimeError(f"{name} ran in {ran_in}, not {precision}")
+            if foreign / wall > max_foreign_cpu:
+                disturbed.append(
+                    f"round {round_index + 1} {name}: other processes used "
+                    f"{foreign / wall:.2f} cores"
+                )
+    ratios = [a / b for a, b in zip(ours, theirs)]
+    result.update(
+        item_jax_examples_per_s=ours,
+        peer_examples_per_s=theirs,
+        ratios=[round(r, 3) for r in ratios],
+    )
+    if disturbed:
+        return dict(result, quotable=False, refused="; ".join(disturbed))
+    return dict(
+        result,
+        quotable=True,
+        item_jax_median=round(statistics.median(ours), 2),
+        peer_median=round(statistics.median(theirs), 2),
+        ratio_median=round(statistics.median(ratios), 3),
+        ratio_min=round(min(ratios), 3),
+        ratio_max=round(max(ratios), 3),
+    )

@@ -22,31 +22,41 @@ from item_jax.cli import common
 
 
 def define_flags():
-  flags.DEFINE_string("export", None, "Export directory (python -m item_jax.cli.export).")
-  flags.DEFINE_string("embeddings", None, "Parquet parts (embed --format parquet) or a faiss "
-                      "index folder (build_ann_index).")
-  flags.DEFINE_string("title", None, "The new listing's title.")
-  flags.DEFINE_string("image", None, "The new listing's photo (a file).")
-  flags.DEFINE_integer("k", 10, "Nearest listings to print.")
-  flags.DEFINE_integer("nprobe", None, "faiss index only: cells searched (default: the "
-                       "index's own).")
-  flags.DEFINE_bool("json", False, "Print one JSON line instead of a table.")
+    flags.DEFINE_string("export", None, "Export directory (python -m item_jax.cli.export).")
+    flags.DEFINE_string(
+        "embeddings",
+        None,
+        "Parquet parts (embed --format parquet) or a faiss index folder (build_ann_index).",
+    )
+    flags.DEFINE_string("title", None, "The new listing's title.")
+    flags.DEFINE_string("image", None, "The new listing's photo (a file).")
+    flags.DEFINE_integer("k", 10, "Nearest listings to print.")
+    flags.DEFINE_integer(
+        "nprobe", None, "faiss index only: cells searched (default: the index's own)."
+    )
+    flags.DEFINE_bool("json", False, "Print one JSON line instead of a table.")
 
 
 def main(argv):
-  values = common.start(argv, "export", "embeddings")
-  try:
-    result = search.search(values.export, values.embeddings, title=values.title,
-                           image_path=values.image, k=values.k, nprobe=values.nprobe)
-  except (search.SearchError, FileNotFoundError) as error:
-    print(f"error: {error}", file=sys.stderr)
-    sys.exit(2)
-  print(json.dumps(result) if values.json else search.format_table(result))
+    values = common.start(argv, "export", "embeddings")
+    try:
+        result = search.search(
+            values.export,
+            values.embeddings,
+            title=values.title,
+            image_path=values.image,
+            k=values.k,
+            nprobe=values.nprobe,
+        )
+    except (search.SearchError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(2)
+    print(json.dumps(result) if values.json else search.format_table(result))
 
 
 def run():
-  common.run(define_flags, main)
+    common.run(define_flags, main)
 
 
 if __name__ == "__main__":
-  run()
+    run()

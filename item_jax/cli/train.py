@@ -21,29 +21,30 @@ from item_jax.evaluation import protocol
 
 
 def define_flags():
-  configs.define_config_flag()
-  flags.DEFINE_string("workdir", None, "Checkpoints, logs and metrics go here.")
-  flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
-  flags.DEFINE_integer("num_processes", None, "Processes in the job.")
-  flags.DEFINE_integer("process_id", None, "This process's index.")
+    configs.define_config_flag()
+    flags.DEFINE_string("workdir", None, "Checkpoints, logs and metrics go here.")
+    flags.DEFINE_string("coordinator_address", None, "host:port of process 0.")
+    flags.DEFINE_integer("num_processes", None, "Processes in the job.")
+    flags.DEFINE_integer("process_id", None, "This process's index.")
 
 
 def main(argv):
-  values = common.start(argv, "config", "workdir")
-  distributed.initialize_distributed(values.coordinator_address, values.num_processes,
-                                     values.process_id)
-  config = values.config
-  evaluate_fn = None
-  if config.data.dir:  # Every process takes part in validation (`evaluation/protocol.py`).
-    evaluate_fn = protocol.make_validation_evaluator(config, config.data.dir)
-  metrics = train_loop.train_and_evaluate(config, values.workdir, evaluate_fn=evaluate_fn)
-  logging.info("Done: %s", json.dumps(metrics))
-  distributed.shutdown_distributed()
+    values = common.start(argv, "config", "workdir")
+    distributed.initialize_distributed(
+        values.coordinator_address, values.num_processes, values.process_id
+    )
+    config = values.config
+    evaluate_fn = None
+    if config.data.dir:  # Every process takes part in validation (`evaluation/protocol.py`).
+        evaluate_fn = protocol.make_validation_evaluator(config, config.data.dir)
+    metrics = train_loop.train_and_evaluate(config, values.workdir, evaluate_fn=evaluate_fn)
+    logging.info("Done: %s", json.dumps(metrics))
+    distributed.shutdown_distributed()
 
 
 def run():
-  common.run(define_flags, main)
+    common.run(define_flags, main)
 
 
 if __name__ == "__main__":
-  run()
+    run()

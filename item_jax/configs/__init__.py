@@ -26,53 +26,59 @@ SHIPPED = ("tiny.py", "demo.py", "base.py", "large.py", "ablation.py")
 
 
 def resolve_config_path(path: str) -> str:
-  """A config file's path: an existing file as given, else a shipped config by bare name."""
-  if os.path.isfile(path):
-    return path
-  name = path if path.endswith(".py") else path + ".py"
-  if os.sep not in name and os.path.isfile(os.path.join(PACKAGE_DIR, name)):
-    return os.path.join(PACKAGE_DIR, name)
-  raise FileNotFoundError(
-      f"config file {path!r} not found (neither a file nor one of the shipped configs "
-      f"{', '.join(SHIPPED)})")
+    """A config file's path: an existing file as given, else a shipped config by bare name."""
+    if os.path.isfile(path):
+        return path
+    name = path if path.endswith(".py") else path + ".py"
+    if os.sep not in name and os.path.isfile(os.path.join(PACKAGE_DIR, name)):
+        return os.path.join(PACKAGE_DIR, name)
+    raise FileNotFoundError(
+        f"config file {path!r} not found (neither a file nor one of the shipped configs "
+        f"{', '.join(SHIPPED)})"
+    )
 
 
 def load_config(spec: str) -> ml_collections.ConfigDict:
-  """`"tiny.py"`, `"ablation.py:no_global"` or `"/path/x.py:arg"` -> `get_config(arg)`."""
-  path, colon, arg = spec.partition(":")
-  path = resolve_config_path(path)
-  module_spec = importlib.util.spec_from_file_location(
-      "item_jax_config_" + os.path.basename(path)[:-3], path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  # As ml_collections does: `get_config()` without a colon, `get_config(arg)` with one.
-  return module.get_config(arg) if colon else module.get_config()
+    """`"tiny.py"`, `"ablation.py:no_global"` or `"/path/x.py:arg"` -> `get_config(arg)`."""
+    path, colon, arg = spec.partition(":")
+    path = resolve_config_path(path)
+    module_spec = importlib.util.spec_from_file_location(
+        "item_jax_config_" + os.path.basename(path)[:-3], path
+    )
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    # As ml_collections does: `get_config()` without a colon, `get_config(arg)` with one.
+    return module.get_config(arg) if colon else module.get_config()
 
 
 class _ConfigParser(flags.ArgumentParser):
-  """Parses `--config SPEC` with `load_config` (so shipped configs are found by name)."""
+    """Parses `--config SPEC` with `load_config` (so shipped configs are found by name)."""
 
-  def __init__(self, lock_config: bool):
-    self._lock_config = lock_config
+    def __init__(self, lock_config: bool):
+        self._lock_config = lock_config
 
-  def parse(self, argument):
-    try:
-      config = load_config(argument)
-    except FileNotFoundError as error:  # absl reports a ValueError as a flag error.
-      raise ValueError(str(error)) from error
-    if self._lock_config:
-      config.lock()
-    return config
+    def parse(self, argument):
+        try:
+            config = load_config(argument)
+        except FileNotFoundError as error:  # absl reports a ValueError as a flag error.
+            raise ValueError(str(error)) from error
+        if self._lock_config:
+            config.lock()
+        return config
 
-  def flag_type(self):
-    return "config object"
+    def flag_type(self):
+        return "config object"
 
 
-def define_config_flag(name: str = "config", *, lock_config: bool = True,
-                       help_string: str = "Config file or shipped config name "
-                                          "(tiny.py, demo.py, base.py, large.py, "
-                                          "ablation.py), with :arg.") -> flags.FlagHolder:
-  """The `--config` flag of every command line (overrides: `--config.total_steps=200`)."""
-  holder = config_flags.DEFINE_config_file(name, None, help_string, lock_config=lock_config)
-  flags.FLAGS[name].parser = _ConfigParser(lock_config)
-  return holder
+def define_config_flag(
+    name: str = "config",
+    *,
+    lock_config: bool = True,
+    help_string: str = "Config file or shipped config name "
+    "(tiny.py, demo.py, base.py, large.py, "
+    "ablation.py), with :arg.",
+) -> flags.FlagHolder:
+    """The `--config` flag of every command line (overrides: `--config.total_steps=200`)."""
+    holder = config_flags.DEFINE_config_file(name, None, help_string, lock_config=lock_config)
+    flags.FLAGS[name].parser = _ConfigParser(lock_config)
+    return holder

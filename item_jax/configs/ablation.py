@@ -18,7 +18,8 @@ best, not only where it ended.
 All of them, trained, evaluated and tabulated beside the reference rows:
   python -m item_jax.cli.ablation --data_dir runs/demo/shards --workdir runs/ablation
 One of them:
-  python -m item_jax.cli.train --config configs/ablation.py:no_global --workdir runs/ablation/no_global \
+  python -m item_jax.cli.train --config configs/ablation.py:no_global \
+      --workdir runs/ablation/no_global \
       --config.data.dir runs/demo/shards
 """
 
@@ -38,10 +39,14 @@ VARIANTS = {
 
 
 def get_config(arg="full"):
-  arg = arg or "full"
-  if arg not in VARIANTS:
-    raise ValueError(f"ablation.py: unknown variant {arg!r}; one of {list(VARIANTS)}")
-  config = demo.get_config()
-  (config.objectives, config.modalities, config.contrastive.views,
-   config.contrastive.cross_views) = VARIANTS[arg]
-  return config
+    arg = arg or "full"
+    if arg not in VARIANTS:
+        raise ValueError(f"ablation.py: unknown variant {arg!r}; one of {list(VARIANTS)}")
+    config = demo.get_config()
+    (
+        config.objectives,
+        config.modalities,
+        config.contrastive.views,
+        config.contrastive.cross_views,
+    ) = VARIANTS[arg]
+    return config

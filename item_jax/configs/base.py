@@ -21,42 +21,51 @@ item_jax.cli.convert ... --wordpiece_vocab BERT_DIR/vocab.txt`).
 
 from item_jax.configs import defaults
 
-
 VARIANTS = ("pod", "bert", "vit", "vilt")
 BERT_BASE_VOCAB_SIZE = 30522
 
 
 def get_config(arg=None):
-  variants = [name.strip() for name in (arg or "").split(",") if name.strip()]
-  unknown = [name for name in variants if name not in VARIANTS]
-  if unknown:
-    raise ValueError(f"base.py: unknown variant(s) {unknown}; known: {', '.join(VARIANTS)}")
-  config = defaults.default_config()
-  config.model.update(image_size=224, patch_size=16, max_text_len=40, vocab_size=32000,
-                      num_layers=12, hidden_dim=768, num_heads=12, mlp_dim=3072,
-                      embed_dim=768, compute_dtype="bfloat16")
-  config.global_batch_size = 1024
-  config.total_steps = 200_000
-  config.optimizer.learning_rate = 2e-4
-  config.optimizer.warmup_steps = 5_000
-  config.optimizer.weight_decay = 0.05
-  config.checkpoint_every_steps = 2_000
-  config.log_every_steps = 100
-  config.data.shuffle_buffer = 50_000
-  if "pod" in variants:
-    config.mesh.update(data=-1, fsdp=8, tensor=1)
-  if {"bert", "vit", "vilt"} & set(variants):
-    config.model.update(layer_norm_epsilon=1e-12, gelu="exact")
-  if "bert" in variants:
-    config.model.update(block_norm="post", text_embedding_norm=True,
-                        vocab_size=BERT_BASE_VOCAB_SIZE)
-    config.init.encoder_from = "text"
-  if {"bert", "vit", "vilt"} & set(variants):
-    # A ViT checkpoint (`init.vision_from`) imports into ViT's linear patch embedding.
-    config.model.patch_stem = "linear"
-  if "vit" in variants:
-    config.init.encoder_from = "vision"
-  if "vilt" in variants:
-    config.model.update(text_embedding_norm=True, vocab_size=BERT_BASE_VOCAB_SIZE)
-    config.init.encoder_from = "vision"
-  return config
+    variants = [name.strip() for name in (arg or "").split(",") if name.strip()]
+    unknown = [name for name in variants if name not in VARIANTS]
+    if unknown:
+        raise ValueError(f"base.py: unknown variant(s) {unknown}; known: {', '.join(VARIANTS)}")
+    config = defaults.default_config()
+    config.model.update(
+        image_size=224,
+        patch_size=16,
+        max_text_len=40,
+        vocab_size=32000,
+        num_layers=12,
+        hidden_dim=768,
+        num_heads=12,
+        mlp_dim=3072,
+        embed_dim=768,
+        compute_dtype="bfloat16",
+    )
+    config.global_batch_size = 1024
+    config.total_steps = 200_000
+    config.optimizer.learning_rate = 2e-4
+    config.optimizer.warmup_steps = 5_000
+    config.optimizer.weight_decay = 0.05
+    config.checkpoint_every_steps = 2_000
+    config.log_every_steps = 100
+    config.data.shuffle_buffer = 50_000
+    if "pod" in variants:
+        config.mesh.update(data=-1, fsdp=8, tensor=1)
+    if {"bert", "vit", "vilt"} & set(variants):
+        config.model.update(layer_norm_epsilon=1e-12, gelu="exact")
+    if "bert" in variants:
+        config.model.update(
+            block_norm="post", text_embedding_norm=True, vocab_size=BERT_BASE_VOCAB_SIZE
+        )
+        config.init.encoder_from = "text"
+    if {"bert", "vit", "vilt"} & set(variants):
+        # A ViT checkpoint (`init.vision_from`) imports into ViT's linear patch embedding.
+        config.model.patch_stem = "linear"
+    if "vit" in variants:
+        config.init.encoder_from = "vision"
+    if "vilt" in variants:
+        config.model.update(text_embedding_norm=True, vocab_size=BERT_BASE_VOCAB_SIZE)
+        config.init.encoder_from = "vision"
+    return config

@@ -16,13 +16,13 @@ from item_jax.configs import defaults
 
 
 def get_config(arg=None):
-  del arg  # No variants.
-  config = defaults.default_config()
-  config.model.update(num_layers=2, hidden_dim=128, num_heads=2, mlp_dim=512, embed_dim=128)
-  config.optimizer.learning_rate = 2e-3
-  config.optimizer.warmup_steps = 150
-  config.total_steps = 2000
-  config.log_every_steps = 50
-  config.eval_every_steps = 250
-  config.checkpoint_every_steps = 500
-  return config
+    del arg  # No variants.
+    config = defaults.default_config()
+    config.model.update(num_layers=2, hidden_dim=128, num_heads=2, mlp_dim=512, embed_dim=128)
+    config.optimizer.learning_rate = 2e-3
+    config.optimizer.warmup_steps = 150
+    config.total_steps = 2000
+    config.log_every_steps = 50
+    config.eval_every_steps = 250
+    config.checkpoint_every_steps = 500
+    return config

@@ -10,10 +10,10 @@ from item_jax.configs import defaults
 
 
 def get_config(arg=None):
-  config = defaults.default_config()
-  if arg == "runlocal":
-    config.global_batch_size = 8
-    config.total_steps = 20
-    config.log_every_steps = 5
-    config.checkpoint_every_steps = 10
-  return config
+    config = defaults.default_config()
+    if arg == "runlocal":
+        config.global_batch_size = 8
+        config.total_steps = 20
+        config.log_every_steps = 5
+        config.checkpoint_every_steps = 10
+    return config
