@@ -26,6 +26,7 @@ SMALL = {
 }
 
 
+@pytest.mark.slow
 def test_ablation_trains_evaluates_and_tabulates(catalog_shards, tmp_path):
     workdir = str(tmp_path / "ablation")
     results = ablation.run_ablation(

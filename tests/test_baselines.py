@@ -90,6 +90,7 @@ def test_a_removed_modality_leaves_a_baseline_nothing_to_match():
     )
 
 
+@pytest.mark.slow
 def test_evaluation_reports_every_reference_row(trained_workdir, catalog_shards, tmp_path):
     config, params, _ = checkpoint.restore_trained_params(trained_workdir)
     metrics = protocol.evaluate_params(params, config, catalog_shards, out_dir=str(tmp_path))

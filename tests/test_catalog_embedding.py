@@ -9,6 +9,7 @@ import sys
 import faiss
 import numpy as np
 import pyarrow.parquet as pq
+import pytest
 import tensorflow as tf
 from subprocess_utils import REPO_ROOT, free_port, wait_for
 
@@ -35,6 +36,7 @@ def _embed_command(export_dir, manifest_path, out_dir, *extra):
     ]
 
 
+@pytest.mark.slow
 def test_two_processes_write_parts_whose_union_is_the_one_process_output(
     trained_workdir, catalog_shards, tmp_path
 ):
@@ -135,6 +137,7 @@ def test_two_processes_write_parts_whose_union_is_the_one_process_output(
         assert faiss.deserialize_index(np.frombuffer(f.read(), np.uint8)).ntotal == 21
 
 
+@pytest.mark.slow
 def test_shard_parts_read_each_process_its_files_and_embed_as_the_manifest_does(
     trained_workdir, catalog_shards, tmp_path
 ):

@@ -39,6 +39,7 @@ def _checkpointer(directory, **options):
     return checkpoint.Checkpointer(str(directory), save_every_steps=1, keep=5, **options)
 
 
+@pytest.mark.slow
 def test_checkpoint_from_data_mesh_restores_onto_fsdp_tensor_mesh(tmp_path):
     data_config = small_config(**{"mesh.data": 8, "mesh.fsdp": 1, "mesh.tensor": 1})
     data_setup, data_step = _setup(data_config)
@@ -166,6 +167,7 @@ def test_kill_during_an_async_save_resumes_from_a_complete_checkpoint(tmp_path):
     assert float(restored["weights"].min()) == float(restored["weights"].max()) == latest
 
 
+@pytest.mark.slow
 @pytest.mark.faults
 def test_a_failed_save_stops_the_run_and_leaves_the_last_checkpoint_restorable(
     catalog_shards, tmp_path, monkeypatch
@@ -233,6 +235,7 @@ def _mount_small_tmpfs(path) -> bool:
     return mounted.returncode == 0
 
 
+@pytest.mark.slow
 @pytest.mark.faults
 def test_a_full_disk_ends_the_command_with_one_message_naming_the_failed_step(
     catalog_shards, tmp_path

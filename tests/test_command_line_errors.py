@@ -29,6 +29,7 @@ def _ends_with_one_error_line(result, status: int = 1) -> str:
     return lines[starts[-1]]
 
 
+@pytest.mark.slow
 def test_train_names_a_missing_data_dir_and_a_truncated_shard(catalog_shards, tmp_path):
     missing = str(tmp_path / "no_shards")
     last = _ends_with_one_error_line(
@@ -105,6 +106,7 @@ def test_a_bad_flag_or_config_field_is_a_usage_error(tmp_path):
     assert "nope" in last and "--help" in last
 
 
+@pytest.mark.slow
 def test_evaluate_names_a_missing_workdir_and_refuses_two_sources(tmp_path):
     last = _ends_with_one_error_line(
         run_cli(
@@ -167,6 +169,7 @@ def test_export_names_a_missing_workdir(tmp_path):
     assert "config.json not found" in last
 
 
+@pytest.mark.slow
 def test_ablation_names_missing_shards_and_an_unknown_variant(tmp_path):
     last = _ends_with_one_error_line(
         run_cli(

@@ -26,6 +26,7 @@ def report():
     return config, aot_report.compile_report(config, TOPOLOGY)
 
 
+@pytest.mark.slow
 def test_tiny_step_compiles_for_a_tpu_slice(report):
     config, result = report
     assert result["fits"] and result["chips"] == 4 and result["chip"] == "v5e"
@@ -74,6 +75,7 @@ def test_fsdp_shards_the_reported_state():
     assert total / 4 <= per_chip < 0.5 * total  # Small leaves stay replicated.
 
 
+@pytest.mark.slow
 def test_a_step_that_cannot_fit_exits_1_naming_the_shortfall():
     result = run_cli(
         "compile",

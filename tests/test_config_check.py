@@ -70,6 +70,7 @@ def test_tensor_axis_must_divide_heads():
         config_check.check_config_against_mesh(config, mesh)
 
 
+@pytest.mark.slow
 def test_train_cli_fails_at_start_up_naming_the_field(tmp_path):
     result = subprocess.run(
         [

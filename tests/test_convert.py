@@ -201,6 +201,7 @@ def read_all_examples(out_dir):
     return {split: read_examples(out_dir, split) for split in dataset_info.SPLITS}
 
 
+@pytest.mark.slow
 def test_good_listings_kept_and_each_bad_one_rejected_with_its_reason(converted):
     catalog, _, out_dir, info = converted
 
@@ -446,6 +447,7 @@ def test_bad_arguments_and_missing_inputs_raise_clear_errors(converted, tmp_path
         dataset_info.load_dataset_info(str(tmp_path))
 
 
+@pytest.mark.slow
 def test_cli_converts_and_prints_the_summary(converted, tmp_path):
     _, manifest_path, out_dir, info = converted
 

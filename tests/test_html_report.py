@@ -85,6 +85,7 @@ def evaluated(trained_workdir, catalog_shards, tmp_path_factory):
     return protocol.evaluate_params(params, config, catalog_shards, out_dir=out), out
 
 
+@pytest.mark.slow
 def test_the_report_counts_agree_with_the_metrics(evaluated):
     metrics, out = evaluated
     counts = metrics["model_vs_title_tfidf"]

@@ -54,6 +54,7 @@ def _bert_ids_to_item_ids(bert_ids):
 BERT_IDS = np.array([[4, 7, 10, 23, 5, 0, 0, 0], [4, 8, 9, 11, 12, 13, 14, 5]])
 
 
+@pytest.mark.slow
 def test_imported_bert_gives_hugging_face_hidden_states_and_mlm_logits(bert_dir):
     config = hf_checkpoints.model_config("post", True)
     config.init.text_from = bert_dir

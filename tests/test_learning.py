@@ -6,6 +6,7 @@ that the check fails on such a break.
 """
 
 import jax.numpy as jnp
+import pytest
 from conftest import small_config
 
 from item_jax.benchmarks import memorisation
@@ -23,6 +24,7 @@ def _memorise(catalog_shards, objectives=ALL_OBJECTIVES):
     return memorisation.memorise(config, batch, steps=STEPS)
 
 
+@pytest.mark.slow
 def test_every_objective_memorises_a_fixed_batch(catalog_shards):
     result = _memorise(catalog_shards)
     assert memorisation.check_memorised(result) == [], result
@@ -30,6 +32,7 @@ def test_every_objective_memorises_a_fixed_batch(catalog_shards):
         assert result["start"][f"{name}_accuracy"] < 0.6, result["start"]
 
 
+@pytest.mark.slow
 def test_the_check_fails_when_a_global_head_loses_the_cls_state(catalog_shards, monkeypatch):
     original = ItemModel.gmlm_logits
 

@@ -14,6 +14,7 @@ import sys
 
 import jax
 import numpy as np
+import pytest
 import subprocess_utils
 from conftest import small_config
 from subprocess_utils import free_port
@@ -128,6 +129,7 @@ def restore_params(config, workdir: pathlib.Path, step: int | None = None):
     return jax.device_get(state["params"])
 
 
+@pytest.mark.slow
 def test_two_processes_train_like_one(catalog_shards, tmp_path):
     config = small_config(
         total_steps=5,

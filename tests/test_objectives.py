@@ -31,6 +31,7 @@ def _encode(model, params, encoder_inputs):
     return model.apply({"params": params}, **encoder_inputs, method=ItemModel.encode)
 
 
+@pytest.mark.slow
 def test_global_heads_read_only_the_cls_state():
     config, model, params, batch = _setup()
     fns = objectives.make_objective_fns(model, config)
@@ -66,6 +67,7 @@ def test_global_heads_read_only_the_cls_state():
     assert before["mim_loss"] != after["mim_loss"]
 
 
+@pytest.mark.slow
 def test_global_reader_is_the_mlp_over_cls_and_the_slot_position_concatenated():
     """The factored first layer equals the Dense over [CLS ; LayerNorm(position)] per target."""
     import flax.linen as nn  # pylint: disable=g-import-not-at-top
@@ -311,6 +313,7 @@ def test_title_only_and_image_only_views_equal_the_masked_full_sequence():
     np.testing.assert_allclose(np.asarray(short), np.asarray(masked), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_contrastive_objective_adds_its_loss_and_trains_the_projection():
     config, model, params, batch = _setup(objectives="itm,mlm,mim,gmlm,gmim,contrastive")
     fns = objectives.make_objective_fns(model, config)

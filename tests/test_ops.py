@@ -199,6 +199,7 @@ def test_a_bfloat16_dense_layer_gradient_is_bf16_products_and_a_plain_sum():
         assert _dot_operand_types(hlo, line) == {"bf16"}, line
 
 
+@pytest.mark.slow
 def test_the_bfloat16_step_runs_every_encoder_product_on_bf16_operands_and_learns():
     config = small_config(**{"model.compute_dtype": "bfloat16"})
     mesh = sharding.make_mesh(config.mesh, jax.devices()[:1])

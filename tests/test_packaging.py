@@ -93,6 +93,7 @@ def test_the_wheel_holds_the_configs_and_imports_from_where_it_was_installed(
     assert objectives == "itm,mlm,mim,contrastive"
 
 
+@pytest.mark.slow
 def test_the_installed_main_job_runs_end_to_end_from_another_directory(installed_package, tmp_path):
     completed = _run_installed(
         installed_package,

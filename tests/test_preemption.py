@@ -64,6 +64,7 @@ def _latest_step(workdir):
         checkpointer.close()
 
 
+@pytest.mark.slow
 @pytest.mark.faults
 def test_sigterm_saves_the_current_step_and_the_rerun_resumes(catalog_shards, tmp_path):
     config = small_config(
@@ -89,6 +90,7 @@ def test_sigterm_saves_the_current_step_and_the_rerun_resumes(catalog_shards, tm
     assert steps == list(range(1, stopped_at + 3))  # Continued, nothing repeated.
 
 
+@pytest.mark.slow
 @pytest.mark.faults
 def test_kill_9_at_a_random_step_resumes_to_the_unbroken_result(catalog_shards, tmp_path):
     config = small_config(total_steps=16, checkpoint_every_steps=4, **{"data.dir": catalog_shards})
@@ -170,6 +172,7 @@ def test_nonfinite_loss_stops_naming_the_step_and_keeps_the_last_checkpoint(
     assert all(np.isfinite(leaf).all() for leaf in jax.tree.leaves(params))
 
 
+@pytest.mark.slow
 def test_nonfinite_step_is_skipped_counted_and_training_goes_on(
     catalog_shards, tmp_path, monkeypatch
 ):

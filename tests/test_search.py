@@ -59,6 +59,7 @@ def test_a_listing_finds_its_own_product_first(catalog, where):
         assert len(scores) == 5 and scores == sorted(scores, reverse=True)
 
 
+@pytest.mark.slow
 def test_the_command_prints_a_table_and_json(catalog):
     export_dir, _, index_dir, listings = catalog
     listing = listings[5]

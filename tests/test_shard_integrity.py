@@ -119,6 +119,7 @@ def test_training_refuses_to_start_on_a_truncated_shard(shards, tmp_path):
     assert not os.path.exists(tmp_path / "run" / "checkpoints")
 
 
+@pytest.mark.slow
 def test_a_corrupted_record_stops_training_naming_the_file_offset_and_checkpoint(shards, tmp_path):
     train_shard = _train_shard(shards)
     size = os.path.getsize(train_shard)
@@ -142,6 +143,7 @@ def _records(workdir, split):
         return [record for record in map(json.loads, f) if record["split"] == split]
 
 
+@pytest.mark.slow
 def test_skip_mode_trains_through_a_broken_shard_counts_it_and_resumes_exactly(shards, tmp_path):
     train_shard = _train_shard(shards)
     info = dataset_info.load_dataset_info(shards)
@@ -202,6 +204,7 @@ def test_an_undecodable_image_is_named_by_verify_and_stops_training(shards, tmp_
     assert "on_corrupt_record='skip'" in message
 
 
+@pytest.mark.slow
 def test_skip_mode_leaves_out_an_undecodable_image_counts_it_and_resumes_exactly(shards, tmp_path):
     train_shard = _train_shard(shards)
     _break_image(train_shard, 3)
@@ -226,6 +229,7 @@ def test_skip_mode_leaves_out_an_undecodable_image_counts_it_and_resumes_exactly
     assert [by_step[step] for step in range(5, 9)] == [r["loss"] for r in train[4:]]
 
 
+@pytest.mark.slow
 def test_skip_mode_validates_and_evaluates_through_a_damaged_train_split(shards, tmp_path):
     from item_jax import checkpoint  # pylint: disable=g-import-not-at-top
     from item_jax.evaluation import protocol  # pylint: disable=g-import-not-at-top

@@ -80,6 +80,7 @@ def test_wordpiece_shards_hold_the_bert_tokenizers_pieces(pretrained):
     assert stored.bert_to_item_ids[hf_tokenizer.mask_token_id] == tokenizer.MASK_ID
 
 
+@pytest.mark.slow
 def test_run_from_bert_and_vit_trains_and_reports_what_it_loaded(pretrained, tmp_path):
     shards, bert_dir, vit_dir, vocab = pretrained
     config = _config(shards, bert_dir, vit_dir, vocab)

@@ -25,6 +25,7 @@ def _run_steps(config, devices, num_steps=3):
     return losses, jax.device_get(state["params"]), state
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mesh", [dict(data=2, fsdp=2, tensor=2), dict(data=1, fsdp=4, tensor=2)])
 def test_sharded_step_matches_single_device(mesh):
     single_config = small_config(**{"mesh.data": 1, "mesh.fsdp": 1, "mesh.tensor": 1})
@@ -40,6 +41,7 @@ def test_sharded_step_matches_single_device(mesh):
     assert kernel.sharding.spec == jax.sharding.PartitionSpec("fsdp", "tensor")
 
 
+@pytest.mark.slow
 def test_fsdp_shards_params_and_optimizer_state():
     config = small_config(**{"mesh.data": 1, "mesh.fsdp": 8, "mesh.tensor": 1})
     _, _, state = _run_steps(config, jax.devices(), num_steps=1)

@@ -4,6 +4,7 @@ import json
 import os
 
 import numpy as np
+import pytest
 from conftest import small_config
 
 from item_jax import checkpoint, train_loop
@@ -17,6 +18,7 @@ def _losses(workdir):
         return [json.loads(line) for line in f if '"split": "train"' in line]
 
 
+@pytest.mark.slow
 def test_every_objective_loss_falls(catalog_shards, tmp_path):
     config = small_config(
         total_steps=80, **{"data.dir": catalog_shards, "optimizer.learning_rate": 2e-3}
@@ -36,6 +38,7 @@ def test_every_objective_loss_falls(catalog_shards, tmp_path):
     assert all(r["examples_per_s"] > 0 for r in records)
 
 
+@pytest.mark.slow
 def test_resumed_run_reproduces_the_unbroken_run(catalog_shards, tmp_path):
     config = small_config(
         total_steps=12,
