@@ -6,7 +6,7 @@ trains and its loss (from the encoder's output states and the masking targets). 
 validation, the console line and the summed loss all derive from it, so adding an
 objective is one entry here plus its head in `model.py`.
 
-The five ITEm objectives (ITM, MLM, MIM, GMLM, GMIM; ITEM_SPEC section 3) share one
+The five ITEm objectives (ITM, MLM, MIM, GMLM, GMIM; docs/design.md, "Objectives") share one
 encoder pass: ITM pairs some titles with another product's image, the title and the
 patches are masked (`item_jax/masking.py`), and each head reads what the spec allows it
 to read. The masked-modelling losses count matched pairs only. `contrastive`, this

@@ -1,6 +1,6 @@
 """Emoji product set: the same emoji drawn by Google, Twitter and OpenMoji as listings.
 
-Builds an ITEM_SPEC manifest from three npm packages:
+Builds a manifest (docs/design.md, "Data format") from three npm packages:
 
   emoji-datasource-google@16.0.0   PNG files under package/img/google/64/
   emoji-datasource-twitter@16.0.0  PNG files under package/img/twitter/64/
