@@ -45,7 +45,7 @@ def _token_prediction(logits: Array, targets: Array, weights: Array) -> tuple[Ar
 
     A prediction is right when the target's logit is the largest (a tie counts as right).
     The accuracy reads the max the log-softmax takes anyway: an argmax over the vocabulary
-    was a separate pass, ~4% of the tiny bf16 step on CPU (docs/performance.md).
+    was a separate pass over the logits (docs/performance.md).
     """
     shifted = logits - jax.lax.stop_gradient(logits.max(axis=-1, keepdims=True))
     target_logit = jnp.take_along_axis(shifted, targets[..., None], axis=-1)[..., 0]
