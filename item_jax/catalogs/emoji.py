@@ -21,7 +21,6 @@ Usage:
 import collections
 import dataclasses
 import json
-import logging
 import pathlib
 import re
 import shutil
@@ -30,6 +29,8 @@ import tarfile
 import time
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Callable, Iterable, Mapping, Sequence
+
+from absl import logging
 
 from item_jax.catalogs import svg_render
 
