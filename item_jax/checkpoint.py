@@ -13,8 +13,9 @@ A write that fails (a full disk, a permission, a bucket that refuses) raises
 `CheckpointWriteError` from `save`, `wait` or `close`, naming the step, the error and the
 last complete checkpoint, which the failed write leaves untouched and restorable.
 
-`restore_trained_params(workdir)` is the read side for everything after training (export,
-evaluation, the ablation): the run's config and its latest parameters on one device.
+`load_workdir_config(workdir)` reads back the config a run wrote; restoring a run's
+parameters for use after training is `train_step.restore_trained_params`, which builds the
+abstract state this module restores onto.
 """
 
 import json
@@ -28,9 +29,7 @@ from absl import logging
 from etils import epath
 from jax.experimental import multihost_utils
 
-from item_jax import sharding, train_step
 from item_jax.errors import ItemJaxError
-from item_jax.model import model_from_config
 
 UNFINISHED_SUFFIX = ".orbax-checkpoint-tmp"
 
@@ -182,19 +181,3 @@ def load_workdir_config(workdir: str) -> ml_collections.ConfigDict:
         )
     with open(path, encoding="utf-8") as f:
         return ml_collections.ConfigDict(json.load(f))
-
-
-def restore_trained_params(workdir: str, step: int | None = None):
-    """(config, params on one device, step) of the latest (or given) checkpoint in `workdir`."""
-    config = load_workdir_config(workdir)
-    config.mesh.update(data=1, fsdp=1, tensor=1)
-    mesh = sharding.make_mesh(config.mesh, jax.local_devices()[:1])
-    setup = train_step.build_train_setup(model_from_config(config.model), config, mesh)
-    checkpointer = Checkpointer(
-        os.path.join(workdir, "checkpoints"), save_every_steps=1, keep=1, async_save=False
-    )
-    try:
-        state, _ = checkpointer.restore(setup.abstract_state, step)
-    finally:
-        checkpointer.close()
-    return config, state["params"], int(state["step"])

@@ -15,7 +15,6 @@ from collections.abc import Sequence
 
 import jax
 from absl import logging
-from jax._src import clusters as jax_clusters
 from jax.experimental import multihost_utils
 
 
@@ -71,7 +70,7 @@ def shutdown_distributed() -> None:
 def detect_cluster() -> str | None:
     """Names the multi-process environment JAX would bootstrap from, or None.
 
-    Uses JAX's own cluster detection (`jax._src.clusters`), minus the opt-in methods (mpi4py),
+    Uses JAX's own cluster detection (`_jax_cluster_types`), minus the opt-in methods (mpi4py),
     and ignores an environment that reports a single process (e.g. `SLURM_NTASKS=1`).
     """
     cluster_type = _present_cluster_type()
@@ -90,10 +89,39 @@ def detect_cluster() -> str | None:
 
 def _present_cluster_type():
     """The first cluster environment JAX detects without opting in, whatever its size."""
-    for cluster_type in getattr(jax_clusters.ClusterEnv, "_cluster_types", ()):
+    for cluster_type in _jax_cluster_types():
         if not getattr(cluster_type, "opt_in_only_method", False) and cluster_type.is_env_present():
             return cluster_type
     return None
+
+
+def preemption_sync_enabled() -> bool:
+    """Whether JAX's preemption sync service runs in this process (`jax.distributed` started it).
+
+    `multihost_utils.reached_preemption_sync_point` works only when it does.
+    """
+    return bool(_jax_distributed_state().preemption_sync_manager)
+
+
+# --- The only reads of JAX's private modules --------------------------------------------
+# JAX has no public API for either: which cluster environments `jax.distributed.initialize()`
+# would detect (it only acts on them), and whether it started the preemption sync service.
+# Both are read here and nowhere else, so that a JAX upgrade that moves them breaks one place;
+# the imports sit in the helpers so that importing this module never depends on them.
+
+
+def _jax_cluster_types() -> tuple:
+    """The cluster environment classes JAX registered, in its detection order."""
+    from jax._src import clusters  # pylint: disable=g-import-not-at-top
+
+    return tuple(getattr(clusters.ClusterEnv, "_cluster_types", ()))
+
+
+def _jax_distributed_state():
+    """JAX's process-wide distributed state (the object `jax.distributed` initialises)."""
+    from jax._src import distributed  # pylint: disable=g-import-not-at-top
+
+    return distributed.global_state
 
 
 def is_main_process() -> bool:

@@ -235,9 +235,9 @@ def export_model(
         raise ValueError(f"--dtype must be one of {sorted(EXPORT_DTYPES)}, got {dtype!r}")
     if params_format not in EXPORT_FORMATS:
         raise ValueError(f"--format must be one of {sorted(EXPORT_FORMATS)}, got {params_format!r}")
-    from item_jax import checkpoint  # pylint: disable=g-import-not-at-top  (training code)
+    from item_jax import train_step  # pylint: disable=g-import-not-at-top  (training code)
 
-    config, params, restored_step = checkpoint.restore_trained_params(workdir, step)
+    config, params, restored_step = train_step.restore_trained_params(workdir, step)
     if params_format == HF_BERT_FORMAT:
         return _export_hf_bert(config, params, restored_step, workdir, out_dir, dtype)
     params = jax.tree.map(lambda x: np.asarray(jnp.asarray(x, EXPORT_DTYPES[dtype])), params)

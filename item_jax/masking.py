@@ -4,7 +4,7 @@ Every draw has a fixed shape: a selection is `K` slot indices per example (the t
 random scores over the eligible slots) plus a per-slot weight that is 1 for the first
 `round(rate * eligible)` of them and 0 for the rest. No boolean indexing, no dynamic shapes.
 
-Masking modes (ITEM_SPEC section 3):
+Masking modes (docs/design.md, "Objectives"):
   * `joint`: every example masks `text_rate` of its title pieces and `image_rate` of its
     patches in the same pass.
   * `modality_aware`: each example draws one of heavy-text (heavy_text_rate,

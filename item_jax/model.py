@@ -458,7 +458,7 @@ class ItemModel(nn.Module):
             key_masks.append(jnp.broadcast_to(has_image[:, None], (batch_size, self.num_patches)))
         # The residual stream stays in float32 whatever the compute dtype (the blocks' inputs
         # and outputs; their products and activations are in the compute dtype): a bf16
-        # stream cost the main job's model 0.06 test R@1 (docs/experiments.md P01).
+        # stream cost the main job's model retrieval quality (docs/experiments.md P01).
         x = jnp.concatenate(parts, axis=1).astype(jnp.float32)
         x = nn.with_logical_constraint(x, (ACT_BATCH, ACT_LENGTH, ACT_EMBED))
         key_mask = jnp.concatenate(key_masks, axis=1).astype(jnp.int32)

@@ -6,7 +6,7 @@ trains and its loss (from the encoder's output states and the masking targets). 
 validation, the console line and the summed loss all derive from it, so adding an
 objective is one entry here plus its head in `model.py`.
 
-The five ITEm objectives (ITM, MLM, MIM, GMLM, GMIM; ITEM_SPEC section 3) share one
+The five ITEm objectives (ITM, MLM, MIM, GMLM, GMIM; docs/design.md, "Objectives") share one
 encoder pass: ITM pairs some titles with another product's image, the title and the
 patches are masked (`item_jax/masking.py`), and each head reads what the spec allows it
 to read. The masked-modelling losses count matched pairs only. `contrastive`, this
@@ -45,7 +45,7 @@ def _token_prediction(logits: Array, targets: Array, weights: Array) -> tuple[Ar
 
     A prediction is right when the target's logit is the largest (a tie counts as right).
     The accuracy reads the max the log-softmax takes anyway: an argmax over the vocabulary
-    was a separate pass, ~4% of the tiny bf16 step on CPU (docs/performance.md).
+    was a separate pass over the logits (docs/performance.md).
     """
     shifted = logits - jax.lax.stop_gradient(logits.max(axis=-1, keepdims=True))
     target_logit = jnp.take_along_axis(shifted, targets[..., None], axis=-1)[..., 0]

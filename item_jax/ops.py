@@ -5,15 +5,15 @@ the attention's query/key/value and output projections, their kernels viewed as
 [width, heads * head_dim]), `einsum` (other two-operand products) or `attention`; biases
 and position/modality embeddings are added through `add_broadcast`, GELU is `gelu`. On
 accelerators they are the plain `jax.lax.dot_general`, `jnp.einsum`,
-`jax.nn.dot_product_attention`, `+` and `jax.nn.gelu`. On the CPU backend (XLA CPU, jax
-0.10) they take forms XLA runs faster, computing the same thing (bf16 products rounded
-once, at the end; docs/performance.md has the measurements):
+`jax.nn.dot_product_attention`, `+` and `jax.nn.gelu`. On the CPU backend (XLA CPU) they
+take forms XLA runs faster, computing the same thing (bf16 products rounded once, at the
+end; docs/performance.md has the measurements):
 
 * float32 dense layers: the output features are split into column groups (a rank-3 kernel
   view), and the weight gradient is written as inputs^T @ output_gradient. With autodiff's
   own ordering, XLA copied the wide output gradient into a transposed array.
-* bfloat16 operands: XLA CPU runs a bf16 x bf16 product on the CPU's matrix units (AMX on
-  this Xeon) only when the product accumulates into float32 (`preferred_element_type`);
+* bfloat16 operands: XLA CPU runs a bf16 x bf16 product on the CPU's matrix units (where it
+  has them) only when the product accumulates into float32 (`preferred_element_type`);
   a product with a bf16 result converts both operands to float32 first, and runs at the
   float32 rate or below. So every bf16 product here accumulates in float32 and rounds its
   result once, in the backward pass too: custom VJPs hand the backward products a bf16
@@ -22,9 +22,9 @@ once, at the end; docs/performance.md has the measurements):
   for the backward pass; `gelu` computes in float32 from the input alone, forward and
   backward.
 * The gradient of a broadcast add (a bias, a position embedding) sums the bf16 cotangent
-  over the batch. Autodiff sums in bf16, which XLA CPU lowers to a slow windowed reduction
-  (10 ms for a [3104, 1024] cotangent); `add_broadcast` sums in float32 (0.7 ms), which is
-  also the more accurate sum.
+  over the batch. Autodiff sums in bf16, which XLA CPU lowers to a slow windowed reduction;
+  `add_broadcast` sums in float32, which XLA CPU reduces fast and which is also the more
+  accurate sum.
 """
 
 import functools
@@ -143,12 +143,13 @@ def _bfloat16_dense_backward(residuals, output_gradient):
     # The weight gradient contracts two row axes (the inputs' own [batch, length], or a unit
     # axis and the rows): XLA CPU then copies the inputs into a transposed array and runs a
     # matrix-unit product. As a plain rows-contracting product it converts both operands to
-    # float32 (4x slower); over the rows flattened into one axis its transposed copy of a
-    # [3072, 1024] array ran 20x slower than over [32, 96, 1024] (a power-of-two stride).
+    # float32 (several times slower); over the rows flattened into one axis its transposed
+    # copy is much slower than over [blocks, rows, features] (a power-of-two stride).
     # XLA transposes the operand whose axis leads the result. For a layer that narrows
     # (in > out) the output gradient is the smaller one: the product is taken as
     # gradient^T @ inputs and transposed after (the barrier keeps XLA from folding the
-    # transpose back into the product), ~25% faster for the MLP's [1024 -> 256] layer.
+    # transpose back into the product), faster for a narrowing layer such as the MLP's
+    # output (docs/performance.md).
     if kernel.shape[0] > kernel.shape[1]:
         kernel_gradient = jax.lax.optimization_barrier(
             _f32_einsum("crk,crd->kd", _row_blocks(output_gradient), _row_blocks(inputs))
@@ -229,7 +230,7 @@ def _ordered_f32_einsum(result_axes, first, second):
     """A float32-accumulated product, its operands ordered as XLA CPU's matrix path needs.
 
     The operand whose own (not shared) axes come first in the result goes first. In the
-    other order XLA CPU (jax 0.10) left some batched bf16 products, such as the attention
+    other order XLA CPU left some batched bf16 products, such as the attention
     key gradient "bthk,bhts->bshk", to a kernel that cannot run bf16 x bf16 -> float32.
     """
 
@@ -255,7 +256,7 @@ def attention(query, key, value, key_mask, implementation=None):
     """Softmax attention of query/key/value [B, T, H, K] over the keys where `key_mask` [B, T].
 
     On CPU the two products go through `einsum` (float32 scores and softmax; with bf16
-    operands a bf16 weighted sum): in float32 the tiny step is ~5% faster than through
+    operands a bf16 weighted sum): in float32 the step is faster than through
     `jax.nn.dot_product_attention`, whose grouped-query vmap left a slow reduction in the
     backward pass (docs/performance.md). Everywhere else through
     `jax.nn.dot_product_attention` (`implementation`: None lets JAX choose, "xla", or

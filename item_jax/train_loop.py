@@ -19,11 +19,11 @@ from collections.abc import Callable
 import jax
 import numpy as np
 from absl import logging
-from jax._src import distributed as jax_distributed
 from jax.experimental import multihost_utils
 
 from item_jax import allocator, checkpoint, config_check, profiling, sharding, train_step
 from item_jax.data import dataset_info, input_pipeline, readable_records, shard_integrity
+from item_jax.distributed import preemption_sync_enabled
 from item_jax.errors import ItemJaxError
 from item_jax.interop import pretrained_init
 from item_jax.metrics_logger import MetricsLogger
@@ -48,7 +48,7 @@ class _PreemptionFlag:
         self._previous_handler = None
 
     def install(self) -> None:
-        if jax.process_count() > 1 and jax_distributed.global_state.preemption_sync_manager:
+        if jax.process_count() > 1 and preemption_sync_enabled():
             self._synced = True
             return
 

@@ -7,9 +7,14 @@ state donated; it is lowered and compiled once, ahead of time (`compile_train_st
 
 Each step's randomness (ITM partners, masking, dropout) is `fold_in(key(seed), step)`, so a
 resumed run draws exactly what an unbroken run would have drawn.
+
+`restore_trained_params(workdir)` is the read side for everything after training (export,
+evaluation, the ablation): the run's config and its latest parameters on one device,
+restored onto the abstract state built here.
 """
 
 import dataclasses
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -20,8 +25,8 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from item_jax import batch as batch_lib
-from item_jax import objectives, sharding
-from item_jax.model import ItemModel
+from item_jax import checkpoint, objectives, sharding
+from item_jax.model import ItemModel, model_from_config
 
 
 def learning_rate_schedule(optimizer_config, total_steps: int) -> optax.Schedule:
@@ -164,3 +169,19 @@ def compile_train_step(setup: TrainSetup, config) -> jax.stages.Compiled:
     batch = batch_lib.abstract_batch(setup.model, config.global_batch_size, setup.batch_sharding)
     with jax.set_mesh(setup.mesh), nn.logical_axis_rules(sharding.LOGICAL_AXIS_RULES):
         return jitted.lower(setup.abstract_state, batch).compile()
+
+
+def restore_trained_params(workdir: str, step: int | None = None):
+    """(config, params on one device, step) of the latest (or given) checkpoint in `workdir`."""
+    config = checkpoint.load_workdir_config(workdir)
+    config.mesh.update(data=1, fsdp=1, tensor=1)
+    mesh = sharding.make_mesh(config.mesh, jax.local_devices()[:1])
+    setup = build_train_setup(model_from_config(config.model), config, mesh)
+    checkpointer = checkpoint.Checkpointer(
+        os.path.join(workdir, "checkpoints"), save_every_steps=1, keep=1, async_save=False
+    )
+    try:
+        state, _ = checkpointer.restore(setup.abstract_state, step)
+    finally:
+        checkpointer.close()
+    return config, state["params"], int(state["step"])

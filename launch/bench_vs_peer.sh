@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The paired benchmark against the PyTorch peer (Hugging Face ViLT, CPU) at the tiny
 # config's dims: alternating rounds, medians, refused on a loaded machine
-# (item_jax/benchmarks/vs_peer.py).
+# (item_jax/benchmarks/vs_peer.py); the peer is item_jax/benchmarks/peer_vilt.py.
 #
 #   bash launch/bench_vs_peer.sh [PEER_PYTHON] [-- more bench flags]
 #
@@ -16,4 +16,4 @@ if [[ $# -gt 0 && "$1" != "--" ]]; then
 fi
 [[ "${1:-}" == "--" ]] && shift
 exec .venv/bin/python -m item_jax.cli.bench vs-peer --config tiny.py \
-  --peer_python "${peer_python}" --peer_script ../shared/bench/peer_vilt.py "$@"
+  --peer_python "${peer_python}" "$@"

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The first GPU's figures in one run (about 10 minutes on one H100/H200-class GPU): installs
+# The first GPU's figures in one run (docs/performance.md says how long it takes): installs
 # the CUDA build of jax into .venv, then benchmarks the base config's train step in bfloat16
 # (examples/s, step ms, MFU from counted FLOPs against the chip's bf16 peak, memory per
 # device) with JAX's default attention and with cuDNN's fused attention, and the base input

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from item_jax import checkpoint
+from item_jax import train_step
 from item_jax.evaluation import baselines, protocol, retrieval
 
 
@@ -92,7 +92,7 @@ def test_a_removed_modality_leaves_a_baseline_nothing_to_match():
 
 @pytest.mark.slow
 def test_evaluation_reports_every_reference_row(trained_workdir, catalog_shards, tmp_path):
-    config, params, _ = checkpoint.restore_trained_params(trained_workdir)
+    config, params, _ = train_step.restore_trained_params(trained_workdir)
     metrics = protocol.evaluate_params(params, config, catalog_shards, out_dir=str(tmp_path))
     references = metrics["references"]
     assert list(references) == ["untrained", "title_tfidf", "colour_histogram", "tfidf+histogram"]

@@ -621,3 +621,12 @@ def test_manifest_split_into_files_converts_as_the_whole(converted, tmp_path):
             num_workers=1,
             **CONVERT_ARGS,
         )
+
+
+def test_an_empty_split_is_a_logged_warning(caplog):
+    # absl logs through the standard library's "absl" logger, so caplog sees it.
+    info = {"splits": {split: {"num_examples": 0} for split in convert.SPLITS}}
+    with caplog.at_level("WARNING"):
+        convert._warn_about_empty_splits(info, [0.8, 0.1, 0.0])
+    warned = [record for record in caplog.records if "is empty although" in record.getMessage()]
+    assert [record.levelname for record in warned] == ["WARNING", "WARNING"]

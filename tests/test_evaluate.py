@@ -5,12 +5,12 @@ import os
 
 import numpy as np
 
-from item_jax import checkpoint
+from item_jax import train_step
 from item_jax.evaluation import protocol
 
 
 def test_evaluate_writes_metrics_report_and_plots(trained_workdir, catalog_shards, tmp_path):
-    config, params, _ = checkpoint.restore_trained_params(trained_workdir)
+    config, params, _ = train_step.restore_trained_params(trained_workdir)
     out = str(tmp_path / "eval")
     metrics = protocol.evaluate_params(params, config, catalog_shards, out_dir=out)
     for section in (
@@ -58,7 +58,7 @@ def test_evaluate_writes_metrics_report_and_plots(trained_workdir, catalog_shard
 
 
 def test_removed_modalities_change_the_query_embeddings(trained_workdir, catalog_shards):
-    config, params, _ = checkpoint.restore_trained_params(trained_workdir)
+    config, params, _ = train_step.restore_trained_params(trained_workdir)
     split = protocol.embed_split(params, config, catalog_shards, "test")
     assert split.full.shape == split.without_title.shape == split.without_image.shape
     assert np.abs(split.full - split.without_title).max() > 1e-4
@@ -67,7 +67,7 @@ def test_removed_modalities_change_the_query_embeddings(trained_workdir, catalog
 
 
 def test_validation_evaluator_returns_flat_floats(trained_workdir, catalog_shards):
-    config, params, _ = checkpoint.restore_trained_params(trained_workdir)
+    config, params, _ = train_step.restore_trained_params(trained_workdir)
     metrics = protocol.make_validation_evaluator(config, catalog_shards)(params, 6)
     assert "retrieval.recall@1" in metrics and "retrieval_no_image.recall@1" in metrics
     assert 0.0 <= metrics["itm.accuracy"] <= 1.0 and metrics["itm.num_pairs"] > 0

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import item_jax
-from item_jax import checkpoint, export
+from item_jax import export, train_step
 from item_jax.data import input_pipeline
 from item_jax.model import ItemModel, model_from_config
 
@@ -17,7 +17,7 @@ from item_jax.model import ItemModel, model_from_config
 def test_exported_embeddings_match_training(
     trained_workdir, catalog_shards, tmp_path, dtype, tolerance
 ):
-    config, params, step = checkpoint.restore_trained_params(trained_workdir)
+    config, params, step = train_step.restore_trained_params(trained_workdir)
     assert step == 6
     out = str(tmp_path / "export")
     info = export.export_model(trained_workdir, out, dtype=dtype)
@@ -154,7 +154,7 @@ def test_safetensors_export_round_trips_with_flat_names(trained_workdir, tmp_pat
         "params.safetensors",
         "tokenizer.model",
     ]
-    _, params, _ = checkpoint.restore_trained_params(trained_workdir)
+    _, params, _ = train_step.restore_trained_params(trained_workdir)
     # Any safetensors reader sees one tensor per parameter under its dot-joined tree path.
     with safe_open(os.path.join(safetensors_dir, "params.safetensors"), "numpy") as f:
         assert f.metadata() == {"item_jax_format": "1"}

@@ -14,7 +14,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from item_jax import checkpoint
+from item_jax import train_step
 from item_jax.evaluation import embedding_map, gallery, plots, protocol
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -80,7 +80,7 @@ def test_the_map_keeps_categories_apart_where_pca_mixes_them():
 
 @pytest.fixture(scope="module")
 def evaluated(trained_workdir, catalog_shards, tmp_path_factory):
-    config, params, _ = checkpoint.restore_trained_params(trained_workdir)
+    config, params, _ = train_step.restore_trained_params(trained_workdir)
     out = str(tmp_path_factory.mktemp("eval"))
     return protocol.evaluate_params(params, config, catalog_shards, out_dir=out), out
 

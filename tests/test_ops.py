@@ -66,7 +66,7 @@ def test_float32_dense_equals_the_plain_matmul_and_so_do_its_gradients():
 
 def test_the_float32_mlp_weight_gradient_copies_no_transposed_array():
     # Autodiff's own weight gradient of a [batch, length, in] input made XLA's CPU backend
-    # (jax 0.10.2) copy the wide output gradient into a transposed [out, rows] array and the
+    # copy the wide output gradient into a transposed [out, rows] array and the
     # product back into the kernel's layout; the custom rule's inputs^T @ gradient reads
     # both operands where they lie (docs/performance.md).
     dense = model_lib._dense(1024, ("embed", "mlp"), jnp.float32, "mlp_in")
@@ -150,7 +150,7 @@ def test_float32_attention_on_cpu_is_the_plain_einsum_pair_with_the_same_values(
     for got, expected in zip(_grads(ours, query, key, value), _grads(reference, query, key, value)):
         np.testing.assert_allclose(got, expected, atol=1e-5)
     # Not through jax.nn.dot_product_attention's grouped-query layout ([B, T, K, G, H]
-    # under a vmap), whose backward reduction cost the tiny step ~5% on CPU.
+    # under a vmap), whose backward reduction slowed the step on CPU (docs/performance.md).
     gradient = jax.make_jaxpr(lambda q, k, v: _grads(ours, q, k, v))(query, key, value)
     ranks = {var.aval.ndim for equation in gradient.jaxpr.eqns for var in equation.outvars}
     assert max(ranks) == 4, ranks
@@ -181,8 +181,7 @@ def _dot_operand_types(hlo, line):
 
 def test_a_bfloat16_dense_layer_gradient_is_bf16_products_and_a_plain_sum():
     # Before: XLA CPU converted the bf16 operands of every product to float32 (the matrix
-    # units unused) and lowered the bias gradient's bf16 sum to a windowed reduction
-    # (10 ms for a [3104, 1024] gradient).
+    # units unused) and lowered the bias gradient's bf16 sum to a slow windowed reduction.
     dense = model_lib._dense(1024, ("embed", "mlp"), BF16, "mlp_in")
     inputs = jnp.ones((8, 96, 256), BF16)
     params = nn.unbox(dense.init(jax.random.key(0), inputs))

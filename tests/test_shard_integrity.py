@@ -231,7 +231,7 @@ def test_skip_mode_leaves_out_an_undecodable_image_counts_it_and_resumes_exactly
 
 @pytest.mark.slow
 def test_skip_mode_validates_and_evaluates_through_a_damaged_train_split(shards, tmp_path):
-    from item_jax import checkpoint  # pylint: disable=g-import-not-at-top
+    from item_jax import train_step  # pylint: disable=g-import-not-at-top
     from item_jax.evaluation import protocol  # pylint: disable=g-import-not-at-top
 
     train_shard = _train_shard(shards)
@@ -267,7 +267,7 @@ def test_skip_mode_validates_and_evaluates_through_a_damaged_train_split(shards,
     assert data["num_train_for_probe"] == info["splits"]["train"]["num_examples"] - left_out
 
     # Stop mode meets the same damage in evaluation and names the shard, not a traceback.
-    stop_config, params, _ = checkpoint.restore_trained_params(workdir)
+    stop_config, params, _ = train_step.restore_trained_params(workdir)
     stop_config.data.on_corrupt_record = "stop"
     with pytest.raises(shard_integrity.CorruptShardError) as raised:
         protocol.evaluate_params(params, stop_config, shards)

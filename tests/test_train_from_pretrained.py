@@ -16,7 +16,7 @@ transformers = pytest.importorskip("transformers")
 import hf_checkpoints
 from conftest import small_config
 
-from item_jax import checkpoint, export, train_loop
+from item_jax import export, train_loop, train_step
 from item_jax.catalogs import synthetic
 from item_jax.config_check import ConfigError
 from item_jax.data import (
@@ -94,7 +94,7 @@ def test_run_from_bert_and_vit_trains_and_reports_what_it_loaded(pretrained, tmp
     assert "block_0.attention.query_kernel" not in report["from"]["vision"]["params"]
     assert "itm_head.kernel" in report["random"]
     # Three small steps move the imported weights only a little: they were loaded.
-    _, params, _ = checkpoint.restore_trained_params(workdir)
+    _, params, _ = train_step.restore_trained_params(workdir)
     _, bert_tensors = hf_files.read_checkpoint(bert_dir)
     stored = tokenizer.load_tokenizer(os.path.join(shards, "wordpiece.json"))
     bert_table = bert_tensors["embeddings.word_embeddings.weight"][stored.item_to_bert_ids]

@@ -1,5 +1,8 @@
 """The paired benchmark against the PyTorch peer refuses to quote figures on a busy machine."""
 
+import os
+import sys
+
 import pytest
 from conftest import small_config
 
@@ -218,3 +221,25 @@ def test_the_result_names_the_host_cpu(tmp_path, monkeypatch):
         peer_script=str(peer_script),
     )
     assert result["quotable"] and result["host_cpu"]["model"] == "Example CPU 9000"
+
+
+def test_the_default_peer_is_the_projects_own_script():
+    assert vs_peer.DEFAULT_PEER_SCRIPT == os.path.join(
+        os.path.dirname(vs_peer.__file__), "peer_vilt.py"
+    )
+    assert os.path.isfile(vs_peer.DEFAULT_PEER_SCRIPT)
+
+
+@pytest.mark.slow
+def test_the_peer_script_runs_and_prints_the_line_vs_peer_reads():
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    tiny = dict(hidden=32, layers=1, heads=2, mlp=64, image=16, patch=8, text=8, vocab=64)
+    command = [sys.executable, vs_peer.DEFAULT_PEER_SCRIPT, "--batch", "2", "--steps", "1"]
+    for name, value in tiny.items():
+        command += [f"--{name}", str(value)]
+    line, _ = vs_peer._timed_run(command, dict(os.environ))
+    assert line["peer"] == "hf-vilt-torch" and line["batch"] == 2
+    # The title slots, the image's CLS and its 4 patches.
+    assert line["seq_len"] == 8 + 1 + 4
+    assert line["params"] > 0 and line["examples_per_s"] == pytest.approx(2 / line["step_s"])

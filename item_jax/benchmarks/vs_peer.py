@@ -2,11 +2,11 @@
 
   python -m item_jax.cli.bench vs-peer --config tiny.py [--rounds 3] [--steps 20] \
       [--peer_steps 10] [--peer_python /tmp/peer/bin/python] \
-      [--peer_script ../shared/bench/peer_vilt.py] [--allocator tcmalloc|glibc] \
+      [--peer_script item_jax/benchmarks/peer_vilt.py] [--allocator tcmalloc|glibc] \
       [--precision float32|bfloat16] [--wait_quiet_s 180]
 
 The peer is Hugging Face ViLT in PyTorch with ITEm-like heads (MLM, MIM, ITM;
-`shared/bench/peer_vilt.py`, in a virtual environment of its own). Each round runs the
+`benchmarks/peer_vilt.py`, run in a virtual environment of its own). Each round runs the
 item_jax train-step benchmark and then the peer, as separate processes at the config's dims
 (width, layers, heads, MLP, image, patch, text slots, vocabulary, global batch); item_jax
 trains ITEm's five objectives (the peer has no contrastive views). The result is one JSON
@@ -46,10 +46,11 @@ from item_jax import allocator as allocator_lib
 from item_jax import objectives, profiling
 
 DEFAULT_PEER_PYTHON = "/tmp/peer/bin/python"
-DEFAULT_PEER_SCRIPT = os.path.join("..", "shared", "bench", "peer_vilt.py")
+_BENCHMARKS_DIR = os.path.dirname(os.path.abspath(__file__))
+DEFAULT_PEER_SCRIPT = os.path.join(_BENCHMARKS_DIR, "peer_vilt.py")
 PRECISIONS = ("float32", "bfloat16")
 LOAD_POLL_SECONDS = 5.0  # How often `wait_for_quiet` reads the load average.
-PEER_AUTOCAST_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "peer_autocast.py")
+PEER_AUTOCAST_SCRIPT = os.path.join(_BENCHMARKS_DIR, "peer_autocast.py")
 
 
 def _busy_seconds() -> float:
@@ -138,7 +139,7 @@ def benchmark_vs_peer(
     ):
         if not os.path.exists(path):
             raise FileNotFoundError(
-                f"{what} not found at {path}; set it up as shared/bench/README.md says"
+                f"{what} not found at {path}; set it up as launch/bench_vs_peer.sh says"
             )
     if rounds < 1:
         raise ValueError(f"rounds must be >= 1, got {rounds}")

@@ -1,6 +1,6 @@
 """Emoji product set: the same emoji drawn by Google, Twitter and OpenMoji as listings.
 
-Builds an ITEM_SPEC manifest from three npm packages:
+Builds a manifest (docs/design.md, "Data format") from three npm packages:
 
   emoji-datasource-google@16.0.0   PNG files under package/img/google/64/
   emoji-datasource-twitter@16.0.0  PNG files under package/img/twitter/64/
@@ -21,7 +21,6 @@ Usage:
 import collections
 import dataclasses
 import json
-import logging
 import pathlib
 import re
 import shutil
@@ -30,6 +29,8 @@ import tarfile
 import time
 import xml.etree.ElementTree as ElementTree
 from collections.abc import Callable, Iterable, Mapping, Sequence
+
+from absl import logging
 
 from item_jax.catalogs import svg_render
 

@@ -11,8 +11,8 @@ Every listing of a product shares its `group`; listings differ in viewpoint (rot
 scale, offset), background, lighting and title wording (word order, synonyms, fillers,
 abbreviations). The same arguments write byte-identical files.
 
-Writes `OUT/manifest.jsonl` (ITEM_SPEC manifest), `OUT/images/*.png` and
-`OUT/products.jsonl` (the ground-truth attributes of each product group).
+Writes `OUT/manifest.jsonl` (a manifest as in docs/design.md, "Data format"),
+`OUT/images/*.png` and `OUT/products.jsonl` (the ground-truth attributes of each product group).
 
   python -m item_jax.cli.build_synthetic_catalog --out runs/demo/catalog \
       [--num_products 300 --listings_per_product 4 --image_size 96 --seed 0]

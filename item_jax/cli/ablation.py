@@ -20,7 +20,7 @@ import os
 import numpy as np
 from absl import flags, logging
 
-from item_jax import checkpoint, configs, train_loop, train_step
+from item_jax import configs, train_loop, train_step
 from item_jax.cli import common
 from item_jax.config_check import ConfigError
 from item_jax.configs import ablation as ablation_variants
@@ -121,7 +121,7 @@ def run_ablation(
             variant_dir,  # The reference rows were evaluated once, above.
             evaluate_fn=protocol.make_validation_evaluator(config, data_dir, with_references=False),
         )
-        _, params, step = checkpoint.restore_trained_params(variant_dir)
+        _, params, step = train_step.restore_trained_params(variant_dir)
         validation_curves[variant] = validation_curve(variant_dir)
         best_step = max(
             validation_curves[variant], key=validation_curves[variant].get, default=None

@@ -19,7 +19,7 @@ import os
 
 from absl import flags, logging
 
-from item_jax import checkpoint, configs, export, train_loop
+from item_jax import configs, export, train_loop, train_step
 from item_jax.catalogs import synthetic as synthetic_catalog
 from item_jax.cli import common
 from item_jax.data import convert, dataset_info
@@ -81,7 +81,7 @@ def main(argv):
     logging.info("Stage 4/4: exporting and evaluating on the test split (unseen products)")
     export_dir, eval_dir = os.path.join(workdir, "export"), os.path.join(workdir, "eval")
     export.export_model(train_dir, export_dir)
-    _, params, step = checkpoint.restore_trained_params(train_dir)
+    _, params, step = train_step.restore_trained_params(train_dir)
     results = protocol.evaluate_params(
         params,
         config,

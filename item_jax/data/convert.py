@@ -30,7 +30,6 @@ shards, tokenizer and dataset_info.json, whatever the runner and `num_workers` a
 import collections
 import hashlib
 import json
-import logging
 import math
 import os
 import re
@@ -44,6 +43,7 @@ from typing import Any
 import numpy as np
 import PIL
 import sentencepiece
+from absl import logging
 
 from item_jax import file_io
 from item_jax.data import beam_pipeline, image_io, manifest, shard_integrity, tokenizer, wordpiece
@@ -72,8 +72,6 @@ _OUTPUT_FILE_PATTERN = re.compile(
     r"rejects\.jsonl|tokenizer\.model|wordpiece\.json)$"
 )
 _REJECT_EXAMPLES_IN_ERRORS = 5
-
-logger = logging.getLogger(__name__)
 
 
 class ConversionError(ItemJaxError, RuntimeError):
@@ -271,7 +269,7 @@ def _run_pipeline(settings, runner, num_workers, pipeline_args, show_progress) -
     os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
     started = time.time()
     if show_progress:
-        logger.info(
+        logging.info(
             "Converting %s on %s%s",
             settings.manifest_path,
             runner,
@@ -280,7 +278,7 @@ def _run_pipeline(settings, runner, num_workers, pipeline_args, show_progress) -
     with beam.Pipeline(options=options) as pipeline:
         beam_pipeline.build_pipeline(pipeline, settings)
     if show_progress:
-        logger.info("Pipeline done in %.1f s", time.time() - started)
+        logging.info("Pipeline done in %.1f s", time.time() - started)
 
 
 def _name_shards(
@@ -549,7 +547,7 @@ def _dataset_info(
 def _warn_about_empty_splits(info: dict[str, Any], split_fractions: Sequence[float]) -> None:
     for split, fraction in zip(SPLITS, split_fractions):
         if fraction > 0 and info["splits"][split]["num_examples"] == 0:
-            logger.warning(
+            logging.warning(
                 "Split %r is empty although its fraction is %s: the catalog has too "
                 "few product groups.",
                 split,

@@ -18,7 +18,6 @@ records from (seed, stream index, e), so `start_batch=k` can jump straight to th
 holds batch `k` and skip the rest on serialized records, before anything is decoded.
 """
 
-import logging
 import os
 import queue
 import threading
@@ -27,6 +26,7 @@ from collections.abc import Iterator
 import jax
 import numpy as np
 import tensorflow as tf
+from absl import logging
 
 from item_jax.data import preprocess, shard_integrity
 

@@ -1,9 +1,9 @@
 """Reads a catalog manifest (JSONL or CSV), validates each listing and cleans its text.
 
-A manifest line is `{"id", "title", "image", "category"?, "group"?}` (ITEM_SPEC section 4);
-a CSV has the same columns in a header row. `image` is a path relative to the manifest (or
-an absolute path or URL), `""` for a listing without a photo. The manifest and images may
-lie on any filesystem `file_io` reads (local, `gs://`, ...).
+A manifest line is `{"id", "title", "image", "category"?, "group"?}` (docs/design.md,
+"Data format"); a CSV has the same columns in a header row. `image` is a path relative to
+the manifest (or an absolute path or URL), `""` for a listing without a photo. The manifest
+and images may lie on any filesystem `file_io` reads (local, `gs://`, ...).
 
 Every line becomes either a `Listing` or a `Reject` with a reason code; nothing is dropped
 silently. Text is cleaned, and each cleaning counted per listing:

@@ -1,9 +1,10 @@
-"""Title tokenizers and the special token ids.
+"""Title tokenizers: SentencePiece, trained per catalog, or WordPiece with a BERT vocabulary.
 
 By default the converter trains one SentencePiece model per catalog on the train split's
 titles and saves it next to the shards as `tokenizer.model`; with a BERT vocabulary it uses
-WordPiece instead (`wordpiece.py`, saved as `wordpiece.json`). The ids below are fixed by
-docs/design.md for both; `load_tokenizer` refuses a model that does not carry them.
+WordPiece instead (`wordpiece.py`, saved as `wordpiece.json`). The special token ids
+(`special_tokens.py`, kept importable from here) are fixed by docs/design.md for both;
+`load_tokenizer` refuses a model that does not carry them.
 `load_tokenizer`, `encode_titles` and `piece_count` take either kind.
 """
 
@@ -14,27 +15,21 @@ from collections.abc import Iterable, Sequence
 import sentencepiece as spm
 
 from item_jax import file_io
-
-PAD_ID = 0
-UNK_ID = 1
-CLS_ID = 2  # SentencePiece BOS.
-SEP_ID = 3  # SentencePiece EOS.
-MASK_ID = 4  # User-defined symbol.
-FIRST_WORD_PIECE_ID = 5
-
-PAD_PIECE = "<pad>"
-UNK_PIECE = "<unk>"
-CLS_PIECE = "[CLS]"
-SEP_PIECE = "[SEP]"
-MASK_PIECE = "[MASK]"
-
-SPECIAL_PIECES = {
-    PAD_ID: PAD_PIECE,
-    UNK_ID: UNK_PIECE,
-    CLS_ID: CLS_PIECE,
-    SEP_ID: SEP_PIECE,
-    MASK_ID: MASK_PIECE,
-}
+from item_jax.data import wordpiece
+from item_jax.data.special_tokens import (
+    CLS_ID,
+    CLS_PIECE,
+    FIRST_WORD_PIECE_ID,
+    MASK_ID,
+    MASK_PIECE,
+    PAD_ID,
+    PAD_PIECE,
+    SEP_ID,
+    SEP_PIECE,
+    SPECIAL_PIECES,
+    UNK_ID,
+    UNK_PIECE,
+)
 
 # Titles sampled for training; larger catalogs are subsampled (seeded) to bound memory.
 MAX_TRAINING_TITLES = 5_000_000
@@ -93,8 +88,6 @@ def train_tokenizer(titles: Iterable[str], model_path: str, vocab_size: int, see
 def load_tokenizer(path: str):
     """Loads `tokenizer.model` (SentencePiece) or `wordpiece.json`, checking the special ids."""
     if path.endswith(".json"):
-        from item_jax.data import wordpiece  # pylint: disable=g-import-not-at-top
-
         return wordpiece.load_wordpiece(path)
     if not file_io.isfile(path):
         raise FileNotFoundError(

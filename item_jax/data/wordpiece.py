@@ -2,7 +2,7 @@
 
   python -m item_jax.cli.convert --manifest M --out D --wordpiece_vocab BERT_DIR/vocab.txt
 
-item_jax numbers its special tokens 0..4 whatever the tokenizer (`tokenizer.py`: `[PAD]`,
+item_jax numbers its special tokens 0..4 whatever the tokenizer (`special_tokens.py`: `[PAD]`,
 `[UNK]`, `[CLS]`, `[SEP]`, `[MASK]`), so masking and packing have one set of ids. A BERT
 vocabulary is therefore stored in item_jax order: its five special tokens first, then every
 other line of `vocab.txt` in file order. `item_to_bert_ids` is that order (item id -> BERT
@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from item_jax import file_io
-from item_jax.data import tokenizer
+from item_jax.data import special_tokens
 
 FORMAT = "item_jax.wordpiece/1"
 # BERT's names for item_jax's special ids 0..4, in that order.
@@ -80,8 +80,8 @@ def item_order(vocab: Sequence[str], source: str = "vocab") -> np.ndarray:
     if missing:
         raise ValueError(
             f"{source} lacks BERT's special tokens {missing}; item_jax needs "
-            f"{list(BERT_SPECIAL_TOKENS)} (its ids {tokenizer.PAD_ID}..."
-            f"{tokenizer.MASK_ID})."
+            f"{list(BERT_SPECIAL_TOKENS)} (its ids {special_tokens.PAD_ID}..."
+            f"{special_tokens.MASK_ID})."
         )
     special = [positions[token] for token in BERT_SPECIAL_TOKENS]
     special_set = set(special)

@@ -1,7 +1,7 @@
 """Classical reference embeddings that every evaluation reports beside the model.
 
 A pretrained embedding means something only next to what a catalog already has
-(ITEM_SPEC section 6). These are computed on the same splits, with the same protocol:
+(docs/design.md, "Reference rows"). These are computed on the same splits, with the same protocol:
 
   * `title_tfidf`: TF-IDF of the titles, word unigrams plus character 3-grams (scikit-learn's
     `TfidfVectorizer`, fitted on the train split's titles), each part L2-normalised;

@@ -1,4 +1,5 @@
-"""Category prediction on frozen embeddings (ITEM_SPEC section 5): linear probe and k-NN.
+"""Category prediction on frozen embeddings: linear probe and k-NN (docs/design.md,
+"Evaluation protocol").
 
 - `linear_probe`: multinomial logistic regression, trained full-batch with optax Adam in one
   jitted `lax.scan`, on features standardised with the train rows' mean and std.

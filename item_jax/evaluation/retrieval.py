@@ -1,4 +1,4 @@
-"""Same-product retrieval metrics (ITEM_SPEC section 5) on plain embedding arrays.
+"""Same-product retrieval metrics (docs/design.md, "Evaluation protocol") on plain embedding arrays.
 
 Every query ranks the gallery by cosine similarity of L2-normalised embeddings; a gallery
 item is relevant when it shares the query's product group. Reported:
