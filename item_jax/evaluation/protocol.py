@@ -51,6 +51,8 @@ from item_jax.evaluation.evaluators.inputs import (
 )
 from item_jax.evaluation.summary import SUMMARY_COLUMNS, format_summary
 
+# What the commands and the tests import from here; the embedding helpers and the console
+# summary live in `evaluators/inputs.py` and `summary.py`.
 __all__ = [
     "Embedder",
     "SUMMARY_COLUMNS",
