@@ -1,6 +1,7 @@
 """Start-up validation of a config: every bad value fails with a message naming its field."""
 
 from item_jax.errors import ItemJaxError
+from item_jax.evaluation.evaluators import registry as evaluator_registry
 from item_jax.model import BLOCK_NORMS, GELUS, PATCH_STEMS
 from item_jax.objectives import (
     CONTRASTIVE_VIEW_NEEDS,
@@ -247,6 +248,23 @@ def check_config(config) -> None:
         on_corrupt in ("stop", "skip"),
         "data.on_corrupt_record",
         f"must be 'stop' or 'skip', got {on_corrupt!r}",
+    )
+    evaluators = evaluator_registry.parse_names(
+        config.get("evaluators", evaluator_registry.DEFAULT)
+    )
+    _require(
+        bool(evaluators),
+        "evaluators",
+        f"no evaluator chosen; known: {', '.join(evaluator_registry.NAMES)}",
+    )
+    try:
+        evaluator_registry.check_names(evaluators)
+    except evaluator_registry.UnknownEvaluatorError as error:
+        raise ConfigError(f"config.evaluators: {error}") from None
+    _require(
+        len(set(evaluators)) == len(evaluators),
+        "evaluators",
+        f"names an evaluator twice: {config.evaluators!r}",
     )
     for axis in ("data", "fsdp", "tensor"):
         _require(axis in config.mesh, f"mesh.{axis}", "missing mesh axis")

@@ -1,4 +1,4 @@
-"""Evaluates a trained model (ITEM_SPEC section 5) beside the reference rows.
+"""Evaluates a trained model (docs/design.md, "Evaluation protocol") beside the reference rows.
 
   python -m item_jax.cli.evaluate --workdir runs/demo/train --out runs/demo/eval [--step 200]
   python -m item_jax.cli.evaluate --export runs/demo/export --data_dir runs/demo/shards --out DIR
@@ -6,8 +6,9 @@
 Same-product search on the test split, category prediction, modality balance and the
 reference rows (untrained encoder, title TF-IDF, colour histogram); writes metrics.json,
 report.md, report.html (what the model retrieves beside title TF-IDF) and plots to --out.
-The protocol is `item_jax/evaluation/protocol.py`. Damaged shards are read as the run's
-`config.data.on_corrupt_record` says (or `--on_corrupt_record`): "stop" names the broken
+The protocol is `item_jax/evaluation/protocol.py`, running the evaluators that the run's
+`config.evaluators` names (`item_jax/evaluation/evaluators/`). Damaged shards are read as
+the run's `config.data.on_corrupt_record` says (or `--on_corrupt_record`): "stop" names the broken
 shard, "skip" reads the records the trainer read and prints how many were left out
 (`item_jax/data/readable_records.py`).
 """

@@ -137,5 +137,8 @@ def default_config() -> ml_collections.ConfigDict:
     config.checkpoint_every_steps = 200
     config.keep_checkpoints = 3
     config.eval_every_steps = 0  # 0: evaluate only at the end.
+    # The evaluators that `python -m item_jax.cli.evaluate` and the periodic validation run,
+    # by name (item_jax/evaluation/evaluators/registry.py); the default is every one of them.
+    config.evaluators = "retrieval,modality_balance,probe,knn,matching,references"
     config.stop_on_nonfinite = True  # False: skip the step instead.
     return config

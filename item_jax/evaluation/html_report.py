@@ -116,7 +116,7 @@ def _category_rows(metrics, test, sides, neighbours, queries, names) -> list[dic
         )
         for name in sides
     }
-    probes = {TRAINED: metrics["linear_probe"].get("per_class_accuracy")}
+    probes = {TRAINED: metrics.get("linear_probe", {}).get("per_class_accuracy")}
     if REFERENCE in sides:
         probes[REFERENCE] = (
             metrics.get("references", {})
