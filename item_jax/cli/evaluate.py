@@ -18,7 +18,7 @@ import os
 
 from absl import app, flags
 
-from item_jax import checkpoint, export
+from item_jax import export, train_step
 from item_jax.cli import common
 from item_jax.data import readable_records
 from item_jax.evaluation import protocol, report
@@ -45,7 +45,7 @@ def main(argv):
     if bool(flag_values.workdir) == bool(flag_values.export):
         raise app.UsageError("give exactly one of --workdir (a training run) or --export")
     if flag_values.workdir:
-        config, params, step = checkpoint.restore_trained_params(
+        config, params, step = train_step.restore_trained_params(
             flag_values.workdir, flag_values.step
         )
         source = f"{flag_values.workdir} (step {step})"
