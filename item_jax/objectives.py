@@ -217,12 +217,10 @@ def make_objective_fns(model: ItemModel, config) -> ObjectiveFns:
         else ()
     )
     cross_view_pairs = (
-        parse_view_pairs(config.contrastive.get("cross_views", ""))
-        if "contrastive" in objectives
-        else ()
+        parse_view_pairs(config.contrastive.cross_views) if "contrastive" in objectives else ()
     )
     # Workdirs written before `cross_only_views` existed matched every view with the listing.
-    cross_only_views = set(parse_views(config.contrastive.get("cross_only_views", "")))
+    cross_only_views = set(parse_views(config.contrastive.cross_only_views))
 
     def masked_inputs(batch, images, rng):
         """Masking draws over one batch: the encoder's inputs and the selected slots."""

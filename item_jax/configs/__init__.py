@@ -12,6 +12,8 @@ folder):
 
 In code: `load_config("demo.py")`, `load_config("ablation.py:no_global")`. On the command
 line `define_config_flag()` gives the `--config` flag, with `--config.field=value` overrides.
+A config that a run stored (a workdir's or an export's `config.json`) is read back with
+`upgrade_stored_config`, which fills in the fields that were added after it was written.
 """
 
 import importlib.util
@@ -23,6 +25,44 @@ from ml_collections import config_flags
 
 PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 SHIPPED = ("tiny.py", "demo.py", "base.py", "large.py", "ablation.py")
+
+
+# Fields added after runs had already stored their configs, each with the value that such a
+# run trained with: what the code did before the field existed, not today's default.
+HISTORICAL_VALUES = {
+    "model.attention_implementation": "",  # JAX chose the attention kernel.
+    "model.block_norm": "pre",
+    "model.text_embedding_norm": False,
+    "model.layer_norm_epsilon": 1e-6,
+    "model.gelu": "tanh",
+    "model.patch_stem": "linear",  # The conv stem came later.
+    "init.text_from": "",
+    "init.vision_from": "",
+    "init.encoder_from": "",
+    "contrastive.cross_views": "",  # No view was set against another.
+    "contrastive.cross_view_weight": 1.0,
+    "contrastive.cross_only_views": "",
+    "data.num_streams": 0,
+    "data.on_corrupt_record": "stop",
+}
+
+
+def upgrade_stored_config(stored) -> ml_collections.ConfigDict:
+    """A stored config (a dict read from `config.json`, or a ConfigDict) with every field of
+    `HISTORICAL_VALUES` that it lacks filled in; a current config comes back unchanged."""
+    config = ml_collections.ConfigDict(
+        stored.to_dict() if isinstance(stored, ml_collections.ConfigDict) else stored
+    )
+    for dotted, value in HISTORICAL_VALUES.items():
+        *parents, field = dotted.split(".")
+        block = config
+        for parent in parents:
+            if parent not in block:
+                block[parent] = ml_collections.ConfigDict()
+            block = block[parent]
+        if field not in block:
+            block[field] = value
+    return config
 
 
 def resolve_config_path(path: str) -> str:
