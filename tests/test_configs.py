@@ -1,6 +1,7 @@
 """Configs: stored configs of older runs load with the values those runs trained with, and
 loading a config file needs no JAX."""
 
+import importlib
 import json
 import subprocess
 import sys
@@ -63,3 +64,24 @@ def test_loading_a_config_does_not_import_jax():
 @pytest.mark.parametrize("spec", ["tiny.py", "demo.py", "base.py", "large.py", "ablation.py"])
 def test_shipped_configs_load(spec):
     assert configs.load_config(spec).model.hidden_dim > 0
+
+
+def test_variants_combine_in_the_tables_order_and_unknown_ones_are_named():
+    assert configs.load_config("base.py:bert,pod").to_dict() == (
+        configs.load_config("base.py:pod,bert").to_dict()
+    )
+    assert configs.load_config("tiny.py:runlocal").total_steps == 20
+    assert configs.load_config("ablation.py").to_dict() == (
+        configs.load_config("ablation.py:full").to_dict()
+    )
+    with pytest.raises(ValueError, match=r"tiny\.py: unknown variant\(s\) 'nope'; known: runlocal"):
+        configs.load_config("tiny.py:runlocal,nope")
+    for no_variants in ("demo.py", "large.py"):
+        with pytest.raises(ValueError, match="takes no variant"):
+            configs.load_config(f"{no_variants}:runlocal")
+
+
+def test_every_shipped_config_lists_its_variants():
+    for name in configs.SHIPPED:
+        module = importlib.import_module(f"item_jax.configs.{name[:-3]}")
+        assert isinstance(module.VARIANTS, dict), name
