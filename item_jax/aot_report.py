@@ -82,7 +82,7 @@ def process_count(devices) -> int:
 def batch_unit(config, mesh, processes: int) -> int:
     """The global batch must be a multiple of this (devices, processes, streams)."""
     unit = math.lcm(sharding.data_parallel_size(mesh), processes)
-    return math.lcm(unit, config.data.get("num_streams", 0) or 1)
+    return math.lcm(unit, config.data.num_streams or 1)
 
 
 def prepare(config, topology: str, num_slices: int = 1):

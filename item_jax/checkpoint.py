@@ -29,6 +29,7 @@ from absl import logging
 from etils import epath
 from jax.experimental import multihost_utils
 
+from item_jax import configs
 from item_jax.errors import ItemJaxError
 
 UNFINISHED_SUFFIX = ".orbax-checkpoint-tmp"
@@ -172,7 +173,8 @@ class Checkpointer:
 
 
 def load_workdir_config(workdir: str) -> ml_collections.ConfigDict:
-    """The config a training run wrote to `workdir/config.json`."""
+    """The config a training run wrote to `workdir/config.json`, upgraded to the current
+    fields (`item_jax.configs.upgrade_stored_config`)."""
     path = os.path.join(workdir, "config.json")
     if not os.path.isfile(path):
         raise FileNotFoundError(
@@ -180,4 +182,4 @@ def load_workdir_config(workdir: str) -> ml_collections.ConfigDict:
             "(python -m item_jax.cli.train --workdir ...)?"
         )
     with open(path, encoding="utf-8") as f:
-        return ml_collections.ConfigDict(json.load(f))
+        return configs.upgrade_stored_config(json.load(f))

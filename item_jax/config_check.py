@@ -60,16 +60,16 @@ def check_config(config) -> None:
         f"must be in [0, 1), got {model.dropout_rate}",
     )
     _require(
-        model.get("block_norm", "pre") in BLOCK_NORMS,
+        model.block_norm in BLOCK_NORMS,
         "model.block_norm",
-        f"{model.get('block_norm')!r} is not one of {BLOCK_NORMS}",
+        f"{model.block_norm!r} is not one of {BLOCK_NORMS}",
     )
     _require(
-        model.get("patch_stem", "linear") in PATCH_STEMS,
+        model.patch_stem in PATCH_STEMS,
         "model.patch_stem",
-        f"{model.get('patch_stem')!r} is not one of {PATCH_STEMS}",
+        f"{model.patch_stem!r} is not one of {PATCH_STEMS}",
     )
-    if model.get("patch_stem", "linear") == "conv":
+    if model.patch_stem == "conv":
         _require(
             model.patch_size >= 2 and model.patch_size & (model.patch_size - 1) == 0,
             "model.patch_size",
@@ -77,20 +77,19 @@ def check_config(config) -> None:
             f"a power of two >= 2, got {model.patch_size}",
         )
     _require(
-        model.get("gelu", "tanh") in GELUS,
+        model.gelu in GELUS,
         "model.gelu",
-        f"{model.get('gelu')!r} is not one of {tuple(GELUS)}",
+        f"{model.gelu!r} is not one of {tuple(GELUS)}",
     )
     _require(
-        model.get("layer_norm_epsilon", 1e-6) > 0,
+        model.layer_norm_epsilon > 0,
         "model.layer_norm_epsilon",
-        f"must be positive, got {model.get('layer_norm_epsilon')}",
+        f"must be positive, got {model.layer_norm_epsilon}",
     )
-    init = config.get("init") or {}
     _require(
-        init.get("encoder_from", "") in ("", "text", "vision"),
+        config.init.encoder_from in ("", "text", "vision"),
         "init.encoder_from",
-        f"{init.get('encoder_from')!r} is not one of '', 'text', 'vision'",
+        f"{config.init.encoder_from!r} is not one of '', 'text', 'vision'",
     )
 
     objectives = _names(config.objectives)
@@ -159,7 +158,7 @@ def check_config(config) -> None:
             f"must be in (0, 1] (1: no crop), got {min_scale}",
         )
         try:
-            pairs = parse_view_pairs(config.contrastive.get("cross_views", ""))
+            pairs = parse_view_pairs(config.contrastive.cross_views)
         except ValueError as error:
             raise ConfigError(f"config.contrastive.cross_views: {error}") from None
         for pair in pairs:
@@ -169,11 +168,11 @@ def check_config(config) -> None:
                 f"pair {'-'.join(pair)!r} must join two different views of "
                 f"config.contrastive.views ({config.contrastive.views!r})",
             )
-        cross_only = parse_views(config.contrastive.get("cross_only_views", ""))
+        cross_only = parse_views(config.contrastive.cross_only_views)
         _require(
             all(view in views for view in cross_only),
             "contrastive.cross_only_views",
-            f"{config.contrastive.get('cross_only_views')!r} must name views of "
+            f"{config.contrastive.cross_only_views!r} must name views of "
             f"config.contrastive.views ({config.contrastive.views!r})",
         )
         unpaired = [view for view in cross_only if not any(view in pair for pair in pairs)]
@@ -183,7 +182,7 @@ def check_config(config) -> None:
             f"view(s) {unpaired} would be matched with nothing: pair them in cross_views",
         )
         _require(
-            config.contrastive.get("cross_view_weight", 1.0) >= 0,
+            config.contrastive.cross_view_weight >= 0,
             "contrastive.cross_view_weight",
             f"must be >= 0, got {config.contrastive.cross_view_weight}",
         )
@@ -221,7 +220,7 @@ def check_config(config) -> None:
     _require(config.checkpoint_every_steps > 0, "checkpoint_every_steps", "must be positive")
     _require(config.log_every_steps > 0, "log_every_steps", "must be positive")
     _require(config.keep_checkpoints > 0, "keep_checkpoints", "must be positive")
-    num_streams = config.data.get("num_streams", 0)
+    num_streams = config.data.num_streams
     _require(
         isinstance(num_streams, int) and num_streams >= 0,
         "data.num_streams",
@@ -232,7 +231,7 @@ def check_config(config) -> None:
         "data.num_streams",
         f"{num_streams} streams do not divide global_batch_size {config.global_batch_size}",
     )
-    attention = config.model.get("attention_implementation", "")
+    attention = config.model.attention_implementation
     _require(
         attention in ("", "xla", "cudnn"),
         "model.attention_implementation",
@@ -243,7 +242,7 @@ def check_config(config) -> None:
         "model.attention_implementation",
         "'cudnn' needs model.compute_dtype='bfloat16'",
     )
-    on_corrupt = config.data.get("on_corrupt_record", "stop")
+    on_corrupt = config.data.on_corrupt_record
     _require(
         on_corrupt in ("stop", "skip"),
         "data.on_corrupt_record",
@@ -290,7 +289,7 @@ def check_config_against_mesh(config, mesh, process_count: int = 1) -> None:
         "global_batch_size",
         f"{config.global_batch_size} is not divisible by the {process_count} processes",
     )
-    num_streams = config.data.get("num_streams", 0)
+    num_streams = config.data.num_streams
     _require(
         num_streams % process_count == 0,
         "data.num_streams",

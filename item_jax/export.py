@@ -40,7 +40,7 @@ import numpy as np
 from absl import logging
 
 from item_jax import batch as batch_lib
-from item_jax import embedding
+from item_jax import configs, embedding
 from item_jax.data import dataset_info, image_io, manifest, preprocess, tokenizer
 from item_jax.data.dataset_info import DEFAULT_MAX_IMAGE_PIXELS, TOKENIZER_FILE, TOKENIZER_FILES
 from item_jax.model import ItemModel, model_from_config
@@ -156,7 +156,7 @@ def load_exported(path: str, *, batch_size: int = 64) -> ExportedModel:
                 "export directory (python -m item_jax.cli.export)"
             )
     with open(os.path.join(path, CONFIG_FILE), encoding="utf-8") as f:
-        config = ml_collections.ConfigDict(json.load(f))
+        config = configs.upgrade_stored_config(json.load(f))
     params = read_params(os.path.join(path, params_files[0]))
     params = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), params)
     with open(os.path.join(path, INFO_FILE), encoding="utf-8") as f:

@@ -1,7 +1,9 @@
 """Training metrics out: console lines, a JSONL log and TensorBoard summaries (process 0).
 
-`MetricsLogger.log(step, metrics)` takes host floats. The console line shows the total and
-per-objective losses, throughput, progress and the time left.
+`MetricsLogger.log(step, metrics, split="train")` takes host floats; the split ("train",
+"validation", "data") names the record in the JSONL, the TensorBoard tag and the console
+line. The console line shows the total and per-objective losses, throughput, progress and
+the time left.
 """
 
 import json
@@ -43,9 +45,8 @@ def _format_duration(seconds: float) -> str:
 class MetricsLogger:
     """Writes `workdir/metrics.jsonl` and `workdir/tensorboard/` from process 0."""
 
-    def __init__(self, workdir: str, total_steps: int, prefix: str = "train"):
+    def __init__(self, workdir: str, total_steps: int):
         self.total_steps = total_steps
-        self.prefix = prefix
         self.active = jax.process_index() == 0
         self._jsonl = None
         self._summary_writer = None
@@ -59,25 +60,31 @@ class MetricsLogger:
             )
         self._start_time = time.time()
 
-    def log(self, step: int, metrics: dict[str, float], *, console: bool = True) -> None:
+    def log(
+        self,
+        step: int,
+        metrics: dict[str, float],
+        *,
+        split: str = "train",
+        console: bool = True,
+    ) -> None:
         if not self.active:
             return
-        record = {"step": step, "split": self.prefix, "time": round(time.time(), 3), **metrics}
+        record = {"step": step, "split": split, "time": round(time.time(), 3), **metrics}
         self._jsonl.write(json.dumps(record) + "\n")
         self._jsonl.flush()
         import tensorflow as tf  # pylint: disable=g-import-not-at-top
 
         with self._summary_writer.as_default(step=step):
             for key, value in metrics.items():
-                tf.summary.scalar(f"{self.prefix}/{key}", value)
+                tf.summary.scalar(f"{split}/{key}", value)
         self._summary_writer.flush()
         if console:
-            logging.info("%s", self.console_line(step, metrics))
+            logging.info("%s", self.console_line(step, metrics, split))
 
-    def console_line(self, step: int, metrics: dict[str, float]) -> str:
+    def console_line(self, step: int, metrics: dict[str, float], split: str = "train") -> str:
         parts = [
-            f"[{self.prefix}] step {step}/{self.total_steps} "
-            f"({100.0 * step / self.total_steps:.0f}%)"
+            f"[{split}] step {step}/{self.total_steps} ({100.0 * step / self.total_steps:.0f}%)"
         ]
         parts += [f"{key}={metrics[key]:.4g}" for key in CONSOLE_KEYS if key in metrics]
         if "examples_per_s" in metrics:

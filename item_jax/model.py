@@ -28,6 +28,7 @@ The matrix products, broadcast adds and attention are `item_jax/ops.py`'s: plain
 accelerators, forms XLA CPU runs faster on the CPU backend (bf16 on its matrix units).
 """
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -553,29 +554,26 @@ class ItemModel(nn.Module):
         )
 
 
+# config.model fields the module takes under another name or in another form; every other
+# field is passed as it is, by name.
+_CONVERTED_FIELDS = {
+    "compute_dtype": ("dtype", {"float32": jnp.float32, "bfloat16": jnp.bfloat16}.__getitem__),
+    "attention_implementation": ("attention_implementation", lambda name: name or None),
+}
+
+
 def model_from_config(model_config) -> ItemModel:
-    """Builds the module from `config.model`."""
-    dtypes = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-    return ItemModel(
-        vocab_size=model_config.vocab_size,
-        image_size=model_config.image_size,
-        patch_size=model_config.patch_size,
-        max_text_len=model_config.max_text_len,
-        num_layers=model_config.num_layers,
-        hidden_dim=model_config.hidden_dim,
-        num_heads=model_config.num_heads,
-        mlp_dim=model_config.mlp_dim,
-        embed_dim=model_config.embed_dim,
-        dropout_rate=model_config.dropout_rate,
-        dtype=dtypes[model_config.compute_dtype],
-        remat=model_config.remat,
-        attention_implementation=model_config.get("attention_implementation") or None,
-        block_norm=model_config.get("block_norm", "pre"),
-        text_embedding_norm=bool(model_config.get("text_embedding_norm", False)),
-        layer_norm_epsilon=float(
-            model_config.get("layer_norm_epsilon", DEFAULT_LAYER_NORM_EPSILON)
-        ),
-        gelu=model_config.get("gelu", "tanh"),
-        # Workdirs written before the conv stem existed used the linear patch embedding.
-        patch_stem=model_config.get("patch_stem", "linear"),
-    )
+    """Builds the module from `config.model`, each field passed to `ItemModel` by name."""
+    from item_jax.config_check import ConfigError  # config_check imports this module.
+
+    module_fields = {field.name for field in dataclasses.fields(ItemModel)} - {"parent", "name"}
+    kwargs = {}
+    for field, value in model_config.items():
+        name, convert = _CONVERTED_FIELDS.get(field, (field, lambda value: value))
+        if name not in module_fields:
+            raise ConfigError(
+                f"config.model.{field}: not a field of the model; config.model takes "
+                f"{', '.join(sorted(module_fields - {'dtype'} | {'compute_dtype'}))}"
+            )
+        kwargs[name] = convert(value)
+    return ItemModel(**kwargs)

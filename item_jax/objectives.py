@@ -26,6 +26,7 @@ import optax
 
 from item_jax import augment, masking
 from item_jax import batch as batch_lib
+from item_jax.configs.objective_names import ITEM_OBJECTIVES, OBJECTIVE_NAMES
 from item_jax.model import ItemModel, patchify
 
 Array = jax.Array
@@ -144,8 +145,14 @@ OBJECTIVES = (
     ),
 )
 OBJECTIVES_BY_NAME = {objective.name: objective for objective in OBJECTIVES}
-OBJECTIVE_NAMES = tuple(OBJECTIVES_BY_NAME)
-ITEM_OBJECTIVES = ",".join(objective.name for objective in OBJECTIVES if objective.in_paper)
+# Configs name the objectives without importing JAX: the names live in a module of their own,
+# and the table must list exactly those.
+if tuple(OBJECTIVES_BY_NAME) != OBJECTIVE_NAMES or ITEM_OBJECTIVES != ",".join(
+    objective.name for objective in OBJECTIVES if objective.in_paper
+):
+    raise ImportError(
+        "item_jax/objectives.py's table and item_jax/configs/objective_names.py disagree"
+    )
 # The contrastive views: "title" (the title alone), "image" (the photo alone), "remask" (the
 # whole listing under a second, independent masking). What each needs to see:
 CONTRASTIVE_VIEW_NEEDS = {"title": ("text",), "image": ("image",), "remask": ()}
@@ -217,12 +224,10 @@ def make_objective_fns(model: ItemModel, config) -> ObjectiveFns:
         else ()
     )
     cross_view_pairs = (
-        parse_view_pairs(config.contrastive.get("cross_views", ""))
-        if "contrastive" in objectives
-        else ()
+        parse_view_pairs(config.contrastive.cross_views) if "contrastive" in objectives else ()
     )
     # Workdirs written before `cross_only_views` existed matched every view with the listing.
-    cross_only_views = set(parse_views(config.contrastive.get("cross_only_views", "")))
+    cross_only_views = set(parse_views(config.contrastive.cross_only_views))
 
     def masked_inputs(batch, images, rng):
         """Masking draws over one batch: the encoder's inputs and the selected slots."""

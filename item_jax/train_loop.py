@@ -9,6 +9,7 @@ multi-process run every process stops at the same step. The command line is
 `item_jax/cli/train.py`; docs/launch.md describes preemption and resume.
 """
 
+import dataclasses
 import json
 import math
 import os
@@ -164,6 +165,119 @@ def _load_pretrained(model, config, setup, workdir: str):
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class InputReport:
+    """What the input set-up found: the data, its readable records and the start-up lines."""
+
+    info: dict  # The data's dataset_info.json.
+    # The train split's readable records (`item_jax/data/readable_records.py`): the files,
+    # and in skip mode what is left out of them.
+    readable: readable_records.ReadableRecords
+    # Integrity counts that every train log line repeats while any is non-zero.
+    left_out: dict[str, float]
+    # (absl level, text) of the start-up lines: the mesh and data, the memory allocator's
+    # advice, the MLM level a model that ignores its inputs reaches.
+    log_lines: tuple[tuple[int, str], ...]
+
+
+def _set_up_input(config, mesh) -> InputReport:
+    """Checks the data against the config and finds the train split's readable records."""
+    if not config.data.dir:
+        raise config_check.ConfigError(
+            "config.data.dir: no data dir given (TFRecord shards from "
+            "`python -m item_jax.cli.convert`)"
+        )
+    info = dataset_info.load_dataset_info(config.data.dir)
+    config_check.check_config_against_data(config, info)
+    # Stop mode checks the shard sizes, skip mode reads every shard and image once.
+    readable = readable_records.of_split(config.data.dir, "train", readable_records.mode_of(config))
+    left_out = {}
+    if readable.num_corrupt_left_out:
+        left_out["corrupt_records_left_out"] = float(readable.num_corrupt_left_out)
+    if readable.num_images_left_out:
+        left_out["undecodable_images_left_out"] = float(readable.num_images_left_out)
+
+    log_lines = [
+        (
+            logging.INFO,
+            f"Mesh {dict(mesh.shape)} over {jax.device_count()} devices "
+            f"({jax.process_count()} processes); data {config.data.dir}: "
+            f"{info['splits']['train']['num_examples']} train examples",
+        )
+    ]
+    memory_allocator = allocator.loaded_allocator()
+    if jax.default_backend() == "cpu" and memory_allocator == "glibc":
+        log_lines.append(
+            (
+                logging.WARNING,
+                "Memory allocator: glibc malloc; the CPU step runs about 15% slower than "
+                "on tcmalloc (install Debian's libtcmalloc-minimal4; item_jax/allocator.py)",
+            )
+        )
+    else:
+        log_lines.append((logging.INFO, f"Memory allocator: {memory_allocator}"))
+    unigram = info["tokenizer"].get("train_piece_unigram_entropy_nats")
+    if unigram is not None:
+        log_lines.append(
+            (
+                logging.INFO,
+                "MLM/GMLM input-independent level (unigram entropy of the train pieces): "
+                f"{unigram:.2f} nats; a model that reads its inputs goes well below it.",
+            )
+        )
+    return InputReport(info, readable, left_out, tuple(log_lines))
+
+
+def _restore_or_start(config, model, setup, checkpointer, info, workdir: str):
+    """(state, start step, data position) from the latest checkpoint, or a fresh start: the
+    initial state (with `config.init`'s checkpoints loaded) and the config written to
+    `workdir/config.json`."""
+    if checkpointer.latest_step() is not None:
+        state, restored_position = checkpointer.restore(setup.abstract_state)
+        start_step = int(jax.device_get(state["step"]))
+        _check_data_position(config, restored_position, start_step)
+        logging.info("Resuming from step %d", start_step)
+        if pretrained_init.is_enabled(config):
+            logging.info("config.init is not applied again: the run resumes from its checkpoint.")
+        return state, start_step, restored_position
+    pretrained_init.check_init(config, info, config.data.dir)
+    state = setup.init_state(jax.random.key(config.seed))
+    if pretrained_init.is_enabled(config):
+        state = dict(state, params=_load_pretrained(model, config, setup, workdir))
+    if jax.process_index() == 0:
+        os.makedirs(workdir, exist_ok=True)
+        with open(os.path.join(workdir, "config.json"), "w", encoding="utf-8") as f:
+            f.write(config.to_json_best_effort(indent=2))
+    return state, 0, {}
+
+
+class _Throughput:
+    """Examples a second, time a step, time left and TFLOP/s per device, over the steps
+    since the last `restart`."""
+
+    def __init__(self, config):
+        self._global_batch_size = config.global_batch_size
+        self._total_steps = config.total_steps
+        self._flops_per_example = profiling.flops_per_example(config.model)
+        self.restart()
+
+    def restart(self) -> None:
+        self._start, self._steps = time.time(), 0
+
+    def count_step(self) -> None:
+        self._steps += 1
+
+    def read(self, step: int) -> dict[str, float]:
+        elapsed = time.time() - self._start
+        examples_per_s = self._steps * self._global_batch_size / elapsed
+        return dict(
+            examples_per_s=examples_per_s,
+            step_ms=1000.0 * elapsed / self._steps,
+            eta_s=(self._total_steps - step) * elapsed / self._steps,
+            tflops_per_device=examples_per_s * self._flops_per_example / 1e12 / jax.device_count(),
+        )
+
+
 def _train(
     config,
     workdir: str,
@@ -176,40 +290,9 @@ def _train(
     config_check.check_config(config)
     mesh = sharding.make_mesh(config.mesh)
     config_check.check_config_against_mesh(config, mesh, jax.process_count())
-    if not config.data.dir:
-        raise config_check.ConfigError(
-            "config.data.dir: no data dir given (TFRecord shards from "
-            "`python -m item_jax.cli.convert`)"
-        )
-    info = dataset_info.load_dataset_info(config.data.dir)
-    config_check.check_config_against_data(config, info)
-    # The train split's readable records (`item_jax/data/readable_records.py`): stop mode
-    # checks the shard sizes, skip mode reads every shard and image once.
-    readable = readable_records.of_split(config.data.dir, "train", readable_records.mode_of(config))
-    logging.info(
-        "Mesh %s over %d devices (%d processes); data %s: %s train examples",
-        dict(mesh.shape),
-        jax.device_count(),
-        jax.process_count(),
-        config.data.dir,
-        info["splits"]["train"]["num_examples"],
-    )
-    memory_allocator = allocator.loaded_allocator()
-    if jax.default_backend() == "cpu" and memory_allocator == "glibc":
-        logging.warning(
-            "Memory allocator: glibc malloc; the CPU step runs about 15%% slower than "
-            "on tcmalloc (install Debian's libtcmalloc-minimal4; "
-            "item_jax/allocator.py)"
-        )
-    else:
-        logging.info("Memory allocator: %s", memory_allocator)
-    unigram = info["tokenizer"].get("train_piece_unigram_entropy_nats")
-    if unigram is not None:
-        logging.info(
-            "MLM/GMLM input-independent level (unigram entropy of the train pieces): "
-            "%.2f nats; a model that reads its inputs goes well below it.",
-            unigram,
-        )
+    data = _set_up_input(config, mesh)
+    for level, line in data.log_lines:
+        logging.log(level, "%s", line)
 
     # --- Model, optimizer, sharded state -----------------------------------------------
     model = model_from_config(config.model)
@@ -230,23 +313,9 @@ def _train(
         save_every_steps=config.checkpoint_every_steps,
         keep=config.keep_checkpoints,
     )
-    if checkpointer.latest_step() is not None:
-        state, restored_position = checkpointer.restore(setup.abstract_state)
-        start_step = int(jax.device_get(state["step"]))
-        _check_data_position(config, restored_position, start_step)
-        logging.info("Resuming from step %d", start_step)
-        if pretrained_init.is_enabled(config):
-            logging.info("config.init is not applied again: the run resumes from its checkpoint.")
-    else:
-        pretrained_init.check_init(config, info, config.data.dir)
-        state = setup.init_state(jax.random.key(config.seed))
-        if pretrained_init.is_enabled(config):
-            state = dict(state, params=_load_pretrained(model, config, setup, workdir))
-        start_step, restored_position = 0, {}
-        if jax.process_index() == 0:
-            os.makedirs(workdir, exist_ok=True)
-            with open(os.path.join(workdir, "config.json"), "w", encoding="utf-8") as f:
-                f.write(config.to_json_best_effort(indent=2))
+    state, start_step, restored_position = _restore_or_start(
+        config, model, setup, checkpointer, data.info, workdir
+    )
     num_streams = input_pipeline.choose_num_streams(config, restored_position.get("num_streams"))
 
     # --- The compiled step ---------------------------------------------------------------
@@ -266,15 +335,13 @@ def _train(
         setup.batch_sharding,
         start_step=start_step,
         num_streams=num_streams,
-        readable=readable,
+        readable=data.readable,
     )
     logger = MetricsLogger(workdir, config.total_steps)
-    if readable.mode == "skip":
-        logger.prefix = "data"
-        logger.log(start_step, readable.counts(), console=False)
-        logger.prefix = "train"
+    if data.readable.mode == "skip":
+        logger.log(start_step, data.readable.counts(), split="data", console=False)
     nonfinite = _NonFiniteGuard(stop=config.stop_on_nonfinite)
-    flops = profiling.flops_per_example(config.model)
+    throughput = _Throughput(config)
 
     def data_position(step):
         return {
@@ -286,19 +353,19 @@ def _train(
 
     def run_evaluation(step):
         if evaluate_fn is not None:
-            logger.prefix = "validation"
-            logger.log(step, evaluate_fn(state["params"], step))
-            logger.prefix = "train"
+            logger.log(step, evaluate_fn(state["params"], step), split="validation")
 
     # --- The loop ------------------------------------------------------------------------
     last_metrics: dict[str, float] = {}
-    window_start, window_steps = time.time(), 0
+    throughput.restart()
     step = start_step
     try:
         while step < config.total_steps:
-            state, device_metrics = step_fn(state, _next_batch(batches, readable, checkpointer))
+            state, device_metrics = step_fn(
+                state, _next_batch(batches, data.readable, checkpointer)
+            )
             step += 1
-            window_steps += 1
+            throughput.count_step()
             nonfinite.push(step, device_metrics)
             is_last = step == config.total_steps
             if stop_at_step is not None and step >= stop_at_step and not is_last:
@@ -306,25 +373,14 @@ def _train(
             stopping = preemption.reached(step) and not is_last
             if step % config.log_every_steps == 0 or is_last:
                 nonfinite.check_pending()
-                elapsed = time.time() - window_start
-                last_metrics = _host_metrics(device_metrics)
-                last_metrics.update(
-                    examples_per_s=window_steps * config.global_batch_size / elapsed,
-                    step_ms=1000.0 * elapsed / window_steps,
-                    eta_s=(config.total_steps - step) * elapsed / window_steps,
-                    skipped_steps=nonfinite.skipped_steps,
-                )
-                if readable.num_corrupt_left_out:
-                    last_metrics["corrupt_records_left_out"] = float(readable.num_corrupt_left_out)
-                if readable.num_images_left_out:
-                    last_metrics["undecodable_images_left_out"] = float(
-                        readable.num_images_left_out
-                    )
-                last_metrics["tflops_per_device"] = (
-                    last_metrics["examples_per_s"] * flops / 1e12 / jax.device_count()
-                )
+                last_metrics = {
+                    **_host_metrics(device_metrics),
+                    **throughput.read(step),
+                    "skipped_steps": nonfinite.skipped_steps,
+                    **data.left_out,
+                }
                 logger.log(step, last_metrics)
-                window_start, window_steps = time.time(), 0
+                throughput.restart()
             if step % config.checkpoint_every_steps == 0 or is_last or stopping:
                 nonfinite.check_pending()  # Never save a state that a non-finite step produced.
                 checkpointer.save(step, state, data_position(step), force=True)

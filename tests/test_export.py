@@ -105,6 +105,29 @@ def test_missing_modalities_are_masked_not_zero_filled(trained_workdir, tmp_path
     assert np.abs(exported.embed_inputs(shown) - exported.embed_inputs(one)).max() > 1e-4
 
 
+def test_an_older_exports_config_loads_with_the_historical_values(trained_workdir, tmp_path):
+    from item_jax import configs  # pylint: disable=g-import-not-at-top
+
+    out = str(tmp_path / "export")
+    export.export_model(trained_workdir, out)
+    path = os.path.join(out, "config.json")
+    with open(path, encoding="utf-8") as f:
+        stored = json.load(f)
+    # An export written before these fields existed (the conv stem is kept: the parameters
+    # were trained with it).
+    for dotted in ("contrastive.cross_views", "data.on_corrupt_record", "model.gelu"):
+        parent, field = dotted.split(".")
+        del stored[parent][field]
+    del stored["init"]
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(stored, f)
+    config = item_jax.load_exported(out).config
+    for dotted in ("contrastive.cross_views", "data.on_corrupt_record", "model.gelu"):
+        parent, field = dotted.split(".")
+        assert config[parent][field] == configs.HISTORICAL_VALUES[dotted]
+    assert config.init.text_from == ""
+
+
 def test_missing_export_files_give_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="not an export directory"):
         item_jax.load_exported(str(tmp_path))

@@ -73,7 +73,7 @@ def benchmark_train(config, *, steps: int = 20, warmup_steps: int = 2, blocks: i
         model_tflops_per_s=round(model_tflops_per_s, 4),
         peak_bf16_tflops_per_device=peak,
         mfu=(round(model_tflops_per_s / (peak * jax.device_count()), 4) if peak else None),
-        attention_implementation=m.get("attention_implementation") or "default",
+        attention_implementation=m.attention_implementation or "default",
         counted_gflops_per_example=round(counted_flops / 1e9, 3),
         xla_gflops_per_step=round(xla_flops / 1e9, 3),
         params=num_params,

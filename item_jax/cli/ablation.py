@@ -64,7 +64,7 @@ def run_ablation(
       variants: a subset of `configs/ablation.py`'s variants (default: all six).
       overrides: flattened config fields ({"model.num_layers": 1}) set in every variant.
     """
-    all_variants = tuple(ablation_variants.VARIANTS)
+    all_variants = tuple(ablation_variants.RECIPES)
     variants = variants or all_variants
     unknown = sorted(set(variants) - set(all_variants))
     if unknown:

@@ -23,12 +23,13 @@ One of them:
       --config.data.dir runs/demo/shards
 """
 
+from item_jax import configs
 from item_jax.configs import defaults, demo
 
 _ITEM = defaults.ITEM_OBJECTIVES
 _CROSS = defaults.default_config().contrastive.cross_views
-# variant -> (objectives, modalities, contrastive views, views set against each other)
-VARIANTS = {
+# recipe -> (objectives, modalities, contrastive views, views set against each other)
+RECIPES = {
     "text_only": ("mlm,gmlm,contrastive", "text", "title", ""),
     "image_only": ("mim,gmim,contrastive", "image", "image", ""),
     "no_global": ("itm,mlm,mim,contrastive", "text,image", "title,image", _CROSS),
@@ -36,17 +37,17 @@ VARIANTS = {
     "item_paper": (_ITEM, "text,image", "title,image", _CROSS),
     "contrastive_only": ("contrastive", "text,image", "title,image", _CROSS),
 }
+# One variant per recipe: `configs/ablation.py:no_global`; without a variant, `full`.
+VARIANTS = {
+    name: dict(
+        zip(
+            ("objectives", "modalities", "contrastive.views", "contrastive.cross_views"),
+            recipe,
+        )
+    )
+    for name, recipe in RECIPES.items()
+}
 
 
-def get_config(arg="full"):
-    arg = arg or "full"
-    if arg not in VARIANTS:
-        raise ValueError(f"ablation.py: unknown variant {arg!r}; one of {list(VARIANTS)}")
-    config = demo.get_config()
-    (
-        config.objectives,
-        config.modalities,
-        config.contrastive.views,
-        config.contrastive.cross_views,
-    ) = VARIANTS[arg]
-    return config
+def get_config(arg=None):
+    return configs.apply_variants(demo.get_config(), arg or "full", VARIANTS, __file__)

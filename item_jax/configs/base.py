@@ -19,17 +19,37 @@ The shards must then hold BERT's WordPiece ids for bert and vilt (`python -m
 item_jax.cli.convert ... --wordpiece_vocab BERT_DIR/vocab.txt`).
 """
 
+from item_jax import configs
 from item_jax.configs import defaults
 
-VARIANTS = ("pod", "bert", "vit", "vilt")
 BERT_BASE_VOCAB_SIZE = 30522
+# The layout that BERT's and ViT's published checkpoints share; a ViT checkpoint
+# (`init.vision_from`) imports into ViT's linear patch embedding.
+_PUBLISHED_LAYOUT = {
+    "model.layer_norm_epsilon": 1e-12,
+    "model.gelu": "exact",
+    "model.patch_stem": "linear",
+}
+VARIANTS = {
+    "pod": {"mesh.data": -1, "mesh.fsdp": 8, "mesh.tensor": 1},
+    "bert": {
+        **_PUBLISHED_LAYOUT,
+        "model.block_norm": "post",
+        "model.text_embedding_norm": True,
+        "model.vocab_size": BERT_BASE_VOCAB_SIZE,
+        "init.encoder_from": "text",
+    },
+    "vit": {**_PUBLISHED_LAYOUT, "init.encoder_from": "vision"},
+    "vilt": {
+        **_PUBLISHED_LAYOUT,
+        "model.text_embedding_norm": True,
+        "model.vocab_size": BERT_BASE_VOCAB_SIZE,
+        "init.encoder_from": "vision",
+    },
+}
 
 
 def get_config(arg=None):
-    variants = [name.strip() for name in (arg or "").split(",") if name.strip()]
-    unknown = [name for name in variants if name not in VARIANTS]
-    if unknown:
-        raise ValueError(f"base.py: unknown variant(s) {unknown}; known: {', '.join(VARIANTS)}")
     config = defaults.default_config()
     config.model.update(
         image_size=224,
@@ -51,21 +71,4 @@ def get_config(arg=None):
     config.checkpoint_every_steps = 2_000
     config.log_every_steps = 100
     config.data.shuffle_buffer = 50_000
-    if "pod" in variants:
-        config.mesh.update(data=-1, fsdp=8, tensor=1)
-    if {"bert", "vit", "vilt"} & set(variants):
-        config.model.update(layer_norm_epsilon=1e-12, gelu="exact")
-    if "bert" in variants:
-        config.model.update(
-            block_norm="post", text_embedding_norm=True, vocab_size=BERT_BASE_VOCAB_SIZE
-        )
-        config.init.encoder_from = "text"
-    if {"bert", "vit", "vilt"} & set(variants):
-        # A ViT checkpoint (`init.vision_from`) imports into ViT's linear patch embedding.
-        config.model.patch_stem = "linear"
-    if "vit" in variants:
-        config.init.encoder_from = "vision"
-    if "vilt" in variants:
-        config.model.update(text_embedding_norm=True, vocab_size=BERT_BASE_VOCAB_SIZE)
-        config.init.encoder_from = "vision"
-    return config
+    return configs.apply_variants(config, arg, VARIANTS, __file__)

@@ -6,11 +6,11 @@ A config file calls `default_config()` and overrides what its size or variant ch
 
 import ml_collections
 
-from item_jax.objectives import ITEM_OBJECTIVES, OBJECTIVE_NAMES
+from item_jax.configs.objective_names import ITEM_OBJECTIVES, OBJECTIVE_NAMES
 
 # ITEM_OBJECTIVES: the five objectives of ITEm (ITEM_SPEC section 3); "contrastive" is this
 # project's extension beyond the paper (docs/design.md, docs/experiments.md). The table of
-# objectives is `item_jax/objectives.py`.
+# objectives is `item_jax/objectives.py`; configs import only their names, without JAX.
 
 
 def default_config() -> ml_collections.ConfigDict:

@@ -5,7 +5,10 @@ Run it on a TPU pod (docs/launch.md):
       --config configs/large.py --workdir gs://BUCKET/large --config.data.dir DIR
 """
 
+from item_jax import configs
 from item_jax.configs import defaults
+
+VARIANTS = {}
 
 
 def get_config(arg=None):
@@ -31,4 +34,4 @@ def get_config(arg=None):
     config.log_every_steps = 100
     config.data.shuffle_buffer = 50_000
     config.mesh.update(data=-1, fsdp=8, tensor=4)
-    return config
+    return configs.apply_variants(config, arg, VARIANTS, __file__)

@@ -6,14 +6,18 @@ Run it:
 Variants: `--config configs/tiny.py:runlocal` shrinks the batch and step count for a smoke run.
 """
 
+from item_jax import configs
 from item_jax.configs import defaults
+
+VARIANTS = {
+    "runlocal": {
+        "global_batch_size": 8,
+        "total_steps": 20,
+        "log_every_steps": 5,
+        "checkpoint_every_steps": 10,
+    },
+}
 
 
 def get_config(arg=None):
-    config = defaults.default_config()
-    if arg == "runlocal":
-        config.global_batch_size = 8
-        config.total_steps = 20
-        config.log_every_steps = 5
-        config.checkpoint_every_steps = 10
-    return config
+    return configs.apply_variants(defaults.default_config(), arg, VARIANTS, __file__)

@@ -328,7 +328,7 @@ def make_global_iterator(
 
 def resolve_num_streams(config) -> int:
     """`config.data.num_streams`, where 0 means one stream per process."""
-    return config.data.get("num_streams", 0) or jax.process_count()
+    return config.data.num_streams or jax.process_count()
 
 
 def process_streams(global_batch_size: int, num_streams: int, batch_sharding) -> range:
@@ -726,7 +726,7 @@ def choose_num_streams(config, recorded: int | None) -> int:
         and recorded % jax.process_count() == 0
         and config.global_batch_size % recorded == 0
     )
-    if recorded_fits and not config.data.get("num_streams", 0):
+    if recorded_fits and not config.data.num_streams:
         chosen = recorded
     else:
         chosen = resolve_num_streams(config)

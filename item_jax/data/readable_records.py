@@ -77,7 +77,7 @@ class ReadableRecords:
 
 def mode_of(config) -> str:
     """`config.data.on_corrupt_record` ("stop" for configs that predate it)."""
-    mode = config.data.get("on_corrupt_record", "stop")
+    mode = config.data.on_corrupt_record
     if mode not in MODES:
         raise ValueError(f"config.data.on_corrupt_record: {mode!r} is not one of {MODES}")
     return mode

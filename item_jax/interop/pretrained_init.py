@@ -30,9 +30,8 @@ VOCAB_FILE = "vocab.txt"
 
 def _sources(config) -> tuple[str, str, str]:
     """(text dir, vision dir, which one the blocks come from: "text", "vision" or "")."""
-    init = config.get("init") or {}
-    text_dir, vision_dir = init.get("text_from", ""), init.get("vision_from", "")
-    encoder_from = init.get("encoder_from", "")
+    text_dir, vision_dir = config.init.text_from, config.init.vision_from
+    encoder_from = config.init.encoder_from
     if not text_dir and not vision_dir:
         if encoder_from:
             raise ConfigError(

@@ -46,7 +46,7 @@ def config_problems(hf_config: dict, model_config, source: str, with_blocks: boo
     expect("patch_size", hf_config["patch_size"], model_config.patch_size)
     expect("image_size", hf_config["image_size"], model_config.image_size)
     # ViT's patch embedding is one linear map per patch: it has no place in a conv stem.
-    expect("patch_stem", "linear", model_config.get("patch_stem", "linear"))
+    expect("patch_stem", "linear", model_config.patch_stem)
     if hf_config.get("num_channels", 3) != 3:
         problems.append(
             f"{source}: num_channels {hf_config['num_channels']}; item_jax images are RGB"
