@@ -248,9 +248,7 @@ def check_config(config) -> None:
         "data.on_corrupt_record",
         f"must be 'stop' or 'skip', got {on_corrupt!r}",
     )
-    evaluators = evaluator_registry.parse_names(
-        config.get("evaluators", evaluator_registry.DEFAULT)
-    )
+    evaluators = evaluator_registry.parse_names(config.evaluators)
     _require(
         bool(evaluators),
         "evaluators",

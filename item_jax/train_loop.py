@@ -210,8 +210,9 @@ def _set_up_input(config, mesh) -> InputReport:
         log_lines.append(
             (
                 logging.WARNING,
-                "Memory allocator: glibc malloc; the CPU step runs about 15% slower than "
-                "on tcmalloc (install Debian's libtcmalloc-minimal4; item_jax/allocator.py)",
+                "Memory allocator: glibc malloc; the CPU step runs slower than on tcmalloc "
+                "(docs/performance.md; install Debian's libtcmalloc-minimal4; "
+                "item_jax/allocator.py)",
             )
         )
     else:

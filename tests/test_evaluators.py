@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from conftest import small_config
 
-from item_jax import config_check
+from item_jax import config_check, configs
 from item_jax.configs import defaults as config_defaults
 from item_jax.evaluation import matching, protocol
 from item_jax.evaluation.evaluators import registry
@@ -53,8 +53,10 @@ def test_the_default_config_runs_every_evaluator():
     config = config_defaults.default_config()
     assert registry.of_config(config) == registry.NAMES
     # A config saved before the field existed (an old checkpoint's) runs them all too.
-    del config["evaluators"]
-    assert registry.of_config(config) == registry.NAMES
+    # upgrade_stored_config is the one place that fills it in.
+    stored = config.to_dict()
+    del stored["evaluators"]
+    assert registry.of_config(configs.upgrade_stored_config(stored)) == registry.NAMES
     assert registry.parse_names(["knn", " probe "]) == ("knn", "probe")
 
 

@@ -49,6 +49,8 @@ HISTORICAL_VALUES = {
     "contrastive.cross_only_views": "",
     "data.num_streams": 0,
     "data.on_corrupt_record": "stop",
+    # Before evaluators were chosen by name, every one of them ran.
+    "evaluators": "retrieval,modality_balance,probe,knn,matching,references",
 }
 
 

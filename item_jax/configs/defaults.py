@@ -8,7 +8,7 @@ import ml_collections
 
 from item_jax.configs.objective_names import ITEM_OBJECTIVES, OBJECTIVE_NAMES
 
-# ITEM_OBJECTIVES: the five objectives of ITEm (ITEM_SPEC section 3); "contrastive" is this
+# ITEM_OBJECTIVES: the five objectives of ITEm (docs/design.md, "Objectives"); "contrastive" is this
 # project's extension beyond the paper (docs/design.md, docs/experiments.md). The table of
 # objectives is `item_jax/objectives.py`; configs import only their names, without JAX.
 

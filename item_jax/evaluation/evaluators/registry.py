@@ -51,8 +51,9 @@ def check_names(names: Iterable[str]) -> tuple[str, ...]:
 
 
 def of_config(config) -> tuple[str, ...]:
-    """The config's chosen evaluators; a config saved before the field existed runs them all."""
-    return check_names(parse_names(config.get("evaluators", DEFAULT)))
+    """The config's chosen evaluators (a stored config from before the field runs them all:
+    `item_jax.configs.upgrade_stored_config`)."""
+    return check_names(parse_names(config.evaluators))
 
 
 def get(name: str) -> Callable[..., dict]:
