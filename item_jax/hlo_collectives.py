@@ -12,6 +12,7 @@ from a gather of the whole global batch over every data-parallel device.
 
 import collections
 import re
+from typing import NamedTuple
 
 OPCODES = ("all-gather", "reduce-scatter", "all-reduce", "all-to-all", "collective-permute")
 DTYPE_BYTES = {
@@ -90,15 +91,19 @@ def _result_bytes(opcode: str, suffix: str | None, shape_text: str) -> int:
     return shape_bytes(shape_text)
 
 
-def count_collectives(hlo_text: str) -> dict[str, dict[str, int]]:
-    """{opcode: {"count", "bytes", "by_group_size": {size: {"count", "bytes"}}}} per opcode.
+class Collective(NamedTuple):
+    """One collective of the program."""
 
-    Bytes are each device's result bytes, summed over the collectives.
-    """
+    opcode: str
+    bytes: int  # Each device's result bytes.
+    group_size: int | None  # Devices in one replica group (None if the HLO does not say).
+    name: str  # The instruction's name in the HLO.
+
+
+def collectives(hlo_text: str) -> list[Collective]:
+    """Every collective of the program, each once (see the module docstring)."""
     seen = set()
-    totals = collections.OrderedDict(
-        (opcode, {"count": 0, "bytes": 0, "by_group_size": {}}) for opcode in OPCODES
-    )
+    found = []
     for line in hlo_text.splitlines():
         match = _INSTRUCTION.match(line)
         if match is None or match.group("suffix") == "-done":
@@ -110,9 +115,24 @@ def count_collectives(hlo_text: str) -> dict[str, dict[str, int]]:
             continue
         seen.add(key)
         num_bytes = _result_bytes(opcode, match.group("suffix"), match.group("shape"))
-        size = str(group_size(line))  # A string: the report is JSON.
-        by_size = totals[opcode]["by_group_size"].setdefault(size, {"count": 0, "bytes": 0})
-        for entry in (totals[opcode], by_size):
+        found.append(Collective(opcode, num_bytes, group_size(line), match.group("name")))
+    return found
+
+
+def count_collectives(hlo_text: str) -> dict[str, dict[str, int]]:
+    """{opcode: {"count", "bytes", "by_group_size": {size: {"count", "bytes"}}}} per opcode.
+
+    Bytes are each device's result bytes, summed over the collectives.
+    """
+    totals = collections.OrderedDict(
+        (opcode, {"count": 0, "bytes": 0, "by_group_size": {}}) for opcode in OPCODES
+    )
+    for collective in collectives(hlo_text):
+        size = str(collective.group_size)  # A string: the report is JSON.
+        by_size = totals[collective.opcode]["by_group_size"].setdefault(
+            size, {"count": 0, "bytes": 0}
+        )
+        for entry in (totals[collective.opcode], by_size):
             entry["count"] += 1
-            entry["bytes"] += num_bytes
+            entry["bytes"] += collective.bytes
     return dict(totals)
