@@ -116,12 +116,43 @@ def title_piece_slots(text_tokens: Array, text_mask: Array) -> Array:
     return ((text_mask > 0) & ~special).astype(jnp.int32)
 
 
+def shard_rows(values: Array, num_shards: int) -> Array:
+    """[B, ...] -> [num_shards, B / num_shards, ...]: the batch as its blocks of examples."""
+    return values.reshape((num_shards, values.shape[0] // num_shards) + values.shape[1:])
+
+
+def gather_within_shards(values: Array, source: Array, num_shards: int) -> Array:
+    """`values[source]`, for indices that each lie in their own row's block of the batch.
+
+    With one shard it is the plain gather. With more, the batch is cut into `num_shards`
+    blocks (the examples of one data-parallel device: the batch is split over its devices
+    in order) and each block gathers from itself alone, a batched gather that the SPMD
+    partitioner keeps on the device: the plain gather of a batch-sharded array is an
+    all-gather of `values` over every data-parallel device.
+
+    Args:
+      values: [B, ...] rows to gather.
+      source: int [B, ...]: global row indices, each in the block of its leading position.
+      num_shards: the number of blocks; divides B.
+    """
+    if num_shards == 1:
+        return values[source]
+    block_size = values.shape[0] // num_shards
+    block_start = (jnp.arange(num_shards, dtype=source.dtype) * block_size).reshape(
+        (num_shards,) + (1,) * source.ndim
+    )
+    local = shard_rows(source, num_shards) - block_start
+    gathered = jax.vmap(lambda rows, index: rows[index])(shard_rows(values, num_shards), local)
+    return gathered.reshape(source.shape + values.shape[1:])
+
+
 def draw_itm_partners(
     rng: Array,
     group_index: Array,
     eligible: Array,
     negative_fraction: float,
     num_candidates: int = 8,
+    num_shards: int = 1,
 ) -> tuple[Array, Array]:
     """Picks, for a fraction of examples, another example's image from the batch.
 
@@ -129,24 +160,36 @@ def draw_itm_partners(
     have an image (`eligible`). Each example tries `num_candidates` random partners and takes
     the first valid one; if none is valid it stays matched.
 
+    With `num_shards` > 1 the candidates come from the example's own block of
+    `B / num_shards` consecutive examples (its data-parallel device's shard of the batch;
+    `config.masking.itm_partners = "shard"`), so that taking the partners' images needs no
+    communication (`gather_within_shards`). One shard is the draw over the whole batch.
+
     Args:
       rng: PRNG key.
       group_index: int [B] product groups of the (global) batch.
       eligible: [B] 0/1: examples with both a title and an image.
       negative_fraction: q, the fraction of examples made into mismatched pairs.
       num_candidates: partners tried per example.
+      num_shards: blocks of the batch that partners are drawn within; divides B.
 
     Returns:
-      (image_source [B] int32: whose image each example gets; matched [B] int32: 1 if the
-      example keeps its own image).
+      (image_source [B] int32: whose image each example gets (a global index); matched [B]
+      int32: 1 if the example keeps its own image).
     """
     batch_size = group_index.shape[0]
+    if batch_size % num_shards:
+        raise ValueError(f"{num_shards} shards do not divide the batch of {batch_size}")
+    shard_size = batch_size // num_shards
     pick_rng, candidate_rng = jax.random.split(rng)
     wants_negative = jax.random.uniform(pick_rng, (batch_size,)) < negative_fraction
-    candidates = jax.random.randint(candidate_rng, (batch_size, num_candidates), 0, batch_size)
+    block_start = (jnp.arange(batch_size) // shard_size * shard_size)[:, None]
+    candidates = block_start + jax.random.randint(
+        candidate_rng, (batch_size, num_candidates), 0, shard_size
+    )
     valid = (
-        (group_index[candidates] != group_index[:, None])
-        & (eligible[candidates] > 0)
+        (gather_within_shards(group_index, candidates, num_shards) != group_index[:, None])
+        & (gather_within_shards(eligible, candidates, num_shards) > 0)
         & (candidates != jnp.arange(batch_size)[:, None])
     )
     has_valid = valid.any(axis=1)

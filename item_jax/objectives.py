@@ -209,9 +209,15 @@ class ObjectiveFns(NamedTuple):
     loss: Callable  # (params, batch, rng) -> (total, metrics)
 
 
-def make_objective_fns(model: ItemModel, config) -> ObjectiveFns:
-    """Builds the objectives of `config` for `model`."""
+def make_objective_fns(model: ItemModel, config, batch_shards: int = 1) -> ObjectiveFns:
+    """Builds the objectives of `config` for `model`.
+
+    `batch_shards`: the blocks the global batch is split into over the data-parallel devices
+    (`sharding.data_parallel_size`); with `config.masking.itm_partners = "shard"` each
+    example's ITM partner comes from its own block.
+    """
     objectives = enabled_objectives(config)
+    itm_shards = batch_shards if config.masking.itm_partners == "shard" else 1
     modalities = enabled_modalities(config)
     text_rate_cap, image_rate_cap = masking.max_rates(config.masking)
     text_capacity = masking.selection_capacity(text_rate_cap, model.max_text_len - 2)
@@ -275,9 +281,13 @@ def make_objective_fns(model: ItemModel, config) -> ObjectiveFns:
         both_modalities = batch["has_title"] * has_image
         if "itm" in objectives:  # A fraction of examples gets another group's image.
             image_source, matched = masking.draw_itm_partners(
-                itm_rng, batch["group_index"], both_modalities, config.masking.itm_negative_fraction
+                itm_rng,
+                batch["group_index"],
+                both_modalities,
+                config.masking.itm_negative_fraction,
+                num_shards=itm_shards,
             )
-            images = images[image_source]
+            images = masking.gather_within_shards(images, image_source, itm_shards)
         else:
             matched = jnp.ones((batch_size,), jnp.int32)
         matched_weight = matched.astype(jnp.float32) * valid

@@ -122,7 +122,9 @@ def build_train_setup(model: ItemModel, config, mesh: Mesh) -> TrainSetup:
 
 def make_train_step(setup: TrainSetup, config) -> Callable:
     """`step(state, batch) -> (state, metrics)`, jitted with explicit shardings, state donated."""
-    loss_fn = objectives.make_objective_fns(setup.model, config).loss
+    loss_fn = objectives.make_objective_fns(
+        setup.model, config, batch_shards=sharding.data_parallel_size(setup.mesh)
+    ).loss
     schedule = learning_rate_schedule(config.optimizer, config.total_steps)
     base_key = jax.random.key(config.seed)
     skip_nonfinite = not config.stop_on_nonfinite
