@@ -13,6 +13,7 @@ from item_jax.objectives import (
 
 MODALITY_NAMES = ("text", "image")
 MASKING_MODES = ("joint", "modality_aware")
+ITM_PARTNERS = ("global", "shard")
 COMPUTE_DTYPES = ("float32", "bfloat16")
 
 
@@ -207,6 +208,11 @@ def check_config(config) -> None:
         0.0 <= masking.itm_negative_fraction < 1.0,
         "masking.itm_negative_fraction",
         f"must be in [0, 1), got {masking.itm_negative_fraction}",
+    )
+    _require(
+        masking.itm_partners in ITM_PARTNERS,
+        "masking.itm_partners",
+        f"{masking.itm_partners!r} is not one of {ITM_PARTNERS}",
     )
 
     _require(

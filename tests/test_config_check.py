@@ -36,6 +36,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         ),
         ({"masking.mode": "random"}, "config.masking.mode"),
         ({"masking.text_rate": 1.5}, "config.masking.text_rate"),
+        ({"masking.itm_partners": "device"}, "config.masking.itm_partners"),
         ({"model.compute_dtype": "float16"}, "config.model.compute_dtype"),
         ({"modalities": "text", "objectives": "itm,mlm"}, "config.objectives"),
         ({"model.num_heads": 3}, "config.model.num_heads"),

@@ -31,7 +31,9 @@ _PUBLISHED_LAYOUT = {
     "model.patch_stem": "linear",
 }
 VARIANTS = {
-    "pod": {"mesh.data": -1, "mesh.fsdp": 8, "mesh.tensor": 1},
+    # ITM partners from each chip's own shard of the batch: from the global batch they cost
+    # an all-gather of every image over the slice each step (docs/launch.md).
+    "pod": {"mesh.data": -1, "mesh.fsdp": 8, "mesh.tensor": 1, "masking.itm_partners": "shard"},
     "bert": {
         **_PUBLISHED_LAYOUT,
         "model.block_norm": "post",

@@ -98,6 +98,12 @@ def default_config() -> ml_collections.ConfigDict:
     config.masking.text_rate = 0.15  # Fraction of title tokens selected (MLM, GMLM).
     config.masking.image_rate = 0.4  # Fraction of patches selected (MIM, GMIM).
     config.masking.itm_negative_fraction = 0.5
+    # Where an ITM negative's image comes from: "global", any example of the global batch;
+    # "shard", an example of the same data-parallel device's block of the batch (B / devices
+    # examples). A partner from the global batch costs an all-gather of the images over every
+    # data-parallel device each step, growing with the batch; one from the shard costs nothing
+    # (docs/launch.md). The pod configs draw from the shard.
+    config.masking.itm_partners = "global"
     # modality_aware: per example, one of (heavy text, heavy image, light both).
     config.masking.heavy_text_rate = 0.5
     config.masking.heavy_image_rate = 0.75

@@ -34,4 +34,7 @@ def get_config(arg=None):
     config.log_every_steps = 100
     config.data.shuffle_buffer = 50_000
     config.mesh.update(data=-1, fsdp=8, tensor=4)
+    # ITM partners from each chip's own shard of the batch: from the global batch they cost
+    # an all-gather of every image over the slice each step (docs/launch.md).
+    config.masking.itm_partners = "shard"
     return configs.apply_variants(config, arg, VARIANTS, __file__)
