@@ -52,6 +52,21 @@ def test_tiny_step_compiles_for_a_tpu_slice(report):
     assert result["param_shardings"]["block_0.mlp_in.kernel"] == "P('fsdp', 'tensor')"
 
 
+@pytest.mark.slow
+def test_shard_itm_partners_gather_no_images_over_the_slice(report):
+    config, result = report  # Global partners: the slice gathers the image batch.
+    image_bytes = config.global_batch_size * config.model.image_size**2 * 3 * 4
+    whole_slice = result["collectives"]["all-gather"]["by_group_size"]["4"]["bytes"]
+    assert whole_slice >= image_bytes
+    config.masking.itm_partners = "shard"
+    try:
+        shard = aot_report.compile_report(config, TOPOLOGY)
+    finally:
+        config.masking.itm_partners = "global"
+    by_group = shard["collectives"]["all-gather"]["by_group_size"]
+    assert by_group.get("4", {"bytes": 0})["bytes"] <= whole_slice - image_bytes
+
+
 def test_parameter_and_optimizer_bytes_equal_a_count_of_the_state(report):
     config, result = report
     model = model_from_config(config.model)
