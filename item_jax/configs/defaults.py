@@ -99,8 +99,8 @@ def default_config() -> ml_collections.ConfigDict:
     config.masking.image_rate = 0.4  # Fraction of patches selected (MIM, GMIM).
     config.masking.itm_negative_fraction = 0.5
     # Where an ITM negative's image comes from: "global", any example of the global batch;
-    # "shard", an example of the same data-parallel device's block of the batch (B / devices
-    # examples). A partner from the global batch costs an all-gather of the images over every
+    # "shard", an example of the same data-parallel device's block of the batch (B / (data x
+    # fsdp) examples). A partner from the global batch costs an all-gather of the images over every
     # data-parallel device each step, growing with the batch; one from the shard costs nothing
     # (docs/launch.md). The pod configs draw from the shard.
     config.masking.itm_partners = "global"
