@@ -127,6 +127,15 @@ def evaluate_embedders(
     return {name: (registry.run(names, inputs[name]), inputs[name].split) for name in embedders}
 
 
+def _train_split(embedders, config, data_dir, names, removals, max_examples):
+    """The train split embedded for the evaluators that fit on it; {} when none is chosen."""
+    if not any(name in FITTED_ON_TRAIN for name in names):
+        return {}
+    return embed_split_with(
+        embedders, config, data_dir, "train", removals=removals, max_examples=max_examples
+    )
+
+
 def _test_inputs(
     embedders, config, data_dir, names, max_train_examples, matchers
 ) -> dict[str, EvaluationInputs]:
@@ -134,16 +143,7 @@ def _test_inputs(
     info = dataset_info.load_dataset_info(data_dir)
     pairs = matching.PairSource()
     test = embed_split_with(embedders, config, data_dir, "test", pair_source=pairs)
-    train = {}
-    if any(name in FITTED_ON_TRAIN for name in names):
-        train = embed_split_with(
-            embedders,
-            config,
-            data_dir,
-            "train",
-            removals=(None, "title"),
-            max_examples=max_train_examples,
-        )
+    train = _train_split(embedders, config, data_dir, names, (None, "title"), max_train_examples)
     num_classes = max(len(info["categories"]), 1)
     left_out = _left_out(config, data_dir, ("test", "train"))
     return {
@@ -330,16 +330,9 @@ def make_validation_evaluator(
         splits = embed_split_with(embedders, config, data_dir, "validation", pair_source=pairs)
         if len(splits[TRAINED].ids) < 2:
             return {}
-        train = {}
-        if any(name in FITTED_ON_TRAIN for name in names):
-            train = embed_split_with(
-                embedders,
-                config,
-                data_dir,
-                "train",
-                removals=("title",),
-                max_examples=VALIDATION_PROBE_TRAIN_EXAMPLES,
-            )
+        train = _train_split(
+            embedders, config, data_dir, names, ("title",), VALIDATION_PROBE_TRAIN_EXAMPLES
+        )
         inputs = {
             name: EvaluationInputs(
                 split=split,
