@@ -1,20 +1,14 @@
 """Test session set-up: 8 CPU host devices, set before JAX initialises.
 
 The session (and the training subprocesses it starts) share one persistent XLA cache in a
-fresh temporary folder: the many tests that compile the same small step compile it once;
-and they compile with LLVM's optimisation turned down (below).
+fresh temporary folder: the many tests that compile the same small step compile it once.
 """
 
 import os
 import tempfile
 
-# The tests' programs are tiny and mostly compiled once, so XLA:CPU's compile time, not its
-# code's speed, is what the suite waits on: LLVM's optimisation is turned down for them (the
-# package itself never sets these flags). Semantics are unchanged; results agree to rounding.
 os.environ["XLA_FLAGS"] = (
-    os.environ.get("XLA_FLAGS", "")
-    + " --xla_force_host_platform_device_count=8"
-    + " --xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
 ).strip()
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
