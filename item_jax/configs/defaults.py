@@ -7,6 +7,7 @@ A config file calls `default_config()` and overrides what its size or variant ch
 import ml_collections
 
 from item_jax.configs.objective_names import ITEM_OBJECTIVES, OBJECTIVE_NAMES
+from item_jax.evaluation.evaluators import registry as evaluator_registry
 
 # ITEM_OBJECTIVES: the five objectives of ITEm (docs/design.md, "Objectives"); "contrastive" is this
 # project's extension beyond the paper (docs/design.md, docs/experiments.md). The table of
@@ -145,6 +146,6 @@ def default_config() -> ml_collections.ConfigDict:
     config.eval_every_steps = 0  # 0: evaluate only at the end.
     # The evaluators that `python -m item_jax.cli.evaluate` and the periodic validation run,
     # by name (item_jax/evaluation/evaluators/registry.py); the default is every one of them.
-    config.evaluators = "retrieval,modality_balance,probe,knn,matching,references"
+    config.evaluators = evaluator_registry.DEFAULT
     config.stop_on_nonfinite = True  # False: skip the step instead.
     return config
