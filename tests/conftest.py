@@ -7,8 +7,17 @@ fresh temporary folder: the many tests that compile the same small step compile 
 import os
 import tempfile
 
+# The tests' programs are tiny and mostly compiled once, so XLA:CPU's compile time, not the
+# speed of the code it makes, is what the suite waits on: LLVM's optimisation is turned down
+# here (the package never sets these flags; docs/performance.md, "The test suite's time").
+# Training subprocesses that tests compare bit for bit set their own XLA_FLAGS (the users').
+FAST_COMPILE_XLA_FLAGS = (
+    "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
+)
 os.environ["XLA_FLAGS"] = (
-    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+    os.environ.get("XLA_FLAGS", "")
+    + " --xla_force_host_platform_device_count=8 "
+    + FAST_COMPILE_XLA_FLAGS
 ).strip()
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
@@ -16,7 +25,7 @@ os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="item
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
 
-import pytest  # pylint: disable=g-import-not-at-top,wrong-import-position
+import pytest  # noqa: E402  (after the environment above, which JAX reads at import)
 
 
 def small_config(**overrides):

@@ -6,6 +6,8 @@ import subprocess
 import sys
 import time
 
+from conftest import FAST_COMPILE_XLA_FLAGS
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # `--config configs/tiny.py` shrunk to the test catalog's shards (as conftest.small_config).
@@ -58,7 +60,7 @@ def run_cli(
         TF_CPP_MIN_LOG_LEVEL="2",
         PYTHONPATH=REPO_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
     )
-    env.pop("XLA_FLAGS", None)
+    env["XLA_FLAGS"] = FAST_COMPILE_XLA_FLAGS  # One device; the suite's quick compiles.
     return subprocess.run(
         [sys.executable, "-m", f"item_jax.cli.{command}", *args],
         cwd=cwd,

@@ -78,3 +78,12 @@ def test_ablation_trains_evaluates_and_tabulates(catalog_shards, tmp_path):
 def test_unknown_variant_is_refused(catalog_shards, tmp_path):
     with pytest.raises(ValueError, match="unknown ablation variants.*'clip'"):
         ablation.run_ablation(catalog_shards, str(tmp_path), variants=("full", "clip"))
+
+
+def test_missing_shards_are_named_before_anything_is_built(tmp_path, monkeypatch):
+    def built(*args, **kwargs):
+        raise AssertionError("the reference rows were built before the shards were checked")
+
+    monkeypatch.setattr(ablation.protocol, "evaluate_references", built)
+    with pytest.raises(FileNotFoundError, match="No 'train' shards in data directory"):
+        ablation.run_ablation(str(tmp_path / "no_shards"), str(tmp_path), variants=("full",))

@@ -114,7 +114,13 @@ def test_kill_9_at_a_random_step_resumes_to_the_unbroken_result(catalog_shards, 
     resume_step = _latest_step(broken)
     assert 0 < resume_step <= killed_records[-1]["step"] < config.total_steps
 
-    train_loop.train_and_evaluate(config, str(broken))
+    # The resume runs in a process of its own, like the two above: all three compile the step
+    # with the same XLA flags (the suite's own, in conftest.py, are not the users').
+    resumed = start_training(config_path, broken, tmp_path / "resumed.log")
+    try:
+        assert wait_for([resumed]) == [0], process_report([resumed], [tmp_path / "resumed.log"])
+    finally:
+        _stop(resumed)
     expected = {record["step"]: record for record in train_records(unbroken)}
     resumed_records = train_records(broken)[len(killed_records) :]
     assert [record["step"] for record in resumed_records] == list(

@@ -24,6 +24,7 @@ from item_jax import configs, train_loop, train_step
 from item_jax.cli import common
 from item_jax.config_check import ConfigError
 from item_jax.configs import ablation as ablation_variants
+from item_jax.data import input_pipeline
 from item_jax.evaluation import plots, protocol, report
 from item_jax.model import model_from_config
 
@@ -69,6 +70,8 @@ def run_ablation(
     unknown = sorted(set(variants) - set(all_variants))
     if unknown:
         raise ConfigError(f"unknown ablation variants {unknown}; known: {list(all_variants)}")
+    for split in ("train", "validation", "test"):  # Missing shards: said before any compile.
+        input_pipeline.list_split_files(data_dir, split)
     results, curves, validation_curves = {}, {}, {}
 
     def variant_config(variant):
