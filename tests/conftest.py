@@ -10,15 +10,17 @@ import tempfile
 # The tests' programs are tiny and mostly compiled once, so XLA:CPU's compile time, not the
 # speed of the code it makes, is what the suite waits on: LLVM's optimisation is turned down
 # here (the package never sets these flags; docs/performance.md, "The test suite's time").
-# Training subprocesses that tests compare bit for bit set their own XLA_FLAGS (the users').
+# Child processes get them too (subprocess_utils), so that a run resumed in one process
+# compiles the very program of the run it is compared with in another.
 FAST_COMPILE_XLA_FLAGS = (
     "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true"
 )
-os.environ["XLA_FLAGS"] = (
-    os.environ.get("XLA_FLAGS", "")
-    + " --xla_force_host_platform_device_count=8 "
-    + FAST_COMPILE_XLA_FLAGS
-).strip()
+if FAST_COMPILE_XLA_FLAGS not in os.environ.get("XLA_FLAGS", ""):  # Once, not per worker.
+    os.environ["XLA_FLAGS"] = (
+        os.environ.get("XLA_FLAGS", "")
+        + " --xla_force_host_platform_device_count=8 "
+        + FAST_COMPILE_XLA_FLAGS
+    ).strip()
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="item_jax_xla_"))

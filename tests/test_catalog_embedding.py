@@ -11,6 +11,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import tensorflow as tf
+from conftest import FAST_COMPILE_XLA_FLAGS
 from subprocess_utils import REPO_ROOT, free_port, wait_for
 
 from item_jax import catalog_embedding, export
@@ -53,8 +54,8 @@ def test_two_processes_write_parts_whose_union_is_the_one_process_output(
     with open(manifest_path, "w", encoding="utf-8") as f:
         f.write("\n".join(json.dumps(row) for row in rows) + "\n{not json\n")
 
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    env.update(JAX_PLATFORMS="cpu", PYTHONPATH=REPO_ROOT)
+    env = dict(os.environ)
+    env.update(JAX_PLATFORMS="cpu", PYTHONPATH=REPO_ROOT, XLA_FLAGS=FAST_COMPILE_XLA_FLAGS)
     port = free_port()
     processes = [
         subprocess.Popen(
@@ -235,8 +236,8 @@ def test_shard_parts_read_each_process_its_files_and_embed_as_the_manifest_does(
     assert one_rows.column("group").to_pylist()[::7] == [rows[i]["group"] for i in sample]
 
     # The command line: --shards with Parquet, and a clear error without it.
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    env.update(JAX_PLATFORMS="cpu", PYTHONPATH=REPO_ROOT)
+    env = dict(os.environ)
+    env.update(JAX_PLATFORMS="cpu", PYTHONPATH=REPO_ROOT, XLA_FLAGS=FAST_COMPILE_XLA_FLAGS)
     command = [
         sys.executable,
         "-m",

@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import FAST_COMPILE_XLA_FLAGS
 from subprocess_utils import REPO_ROOT
 
 
@@ -61,7 +62,7 @@ def installed_package(tmp_path_factory):
 
 def _run_installed(site, args, cwd):
     env = dict(os.environ, PYTHONPATH=str(site), JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2")
-    env.pop("XLA_FLAGS", None)
+    env["XLA_FLAGS"] = FAST_COMPILE_XLA_FLAGS  # One device; the suite's quick compiles.
     return subprocess.run(
         [sys.executable, *args],
         cwd=cwd,
