@@ -86,8 +86,11 @@ def default_config() -> ml_collections.ConfigDict:
     # `cross_views` pairs ("image": the photo is pulled to the title alone;
     # docs/experiments.md EC5).
     config.contrastive.cross_only_views = ""
-    # > 0: the negatives most like the anchor weigh most (objectives.info_nce).
-    config.contrastive.hard_negative_beta = 5.0
+    # > 0: the negatives most like the anchor weigh most (objectives.info_nce). Off by default:
+    # the title <-> photo pair cannot tell apart siblings that share a category (their titles
+    # differ in words the photo does not show), and weighting those negatives up slowed the
+    # photo's learning of the category (docs/experiments.md, section 8).
+    config.contrastive.hard_negative_beta = 0.0
     # MIM/GMIM targets are per-patch normalised pixels: (p - mean) / sqrt(var + this), with
     # pixels in [-1, 1]. MAE's 1e-6 turns flat patches into magnified JPEG noise.
     config.mim_target_variance_eps = 0.01
@@ -97,7 +100,9 @@ def default_config() -> ml_collections.ConfigDict:
     config.masking = ml_collections.ConfigDict()
     config.masking.mode = "joint"  # or "modality_aware".
     config.masking.text_rate = 0.15  # Fraction of title tokens selected (MLM, GMLM).
-    config.masking.image_rate = 0.4  # Fraction of patches selected (MIM, GMIM).
+    # Fraction of patches selected (MIM, GMIM). ITM reads the same masked pass, so each
+    # masked patch is one it cannot compare with the title (docs/experiments.md, section 8).
+    config.masking.image_rate = 0.25
     config.masking.itm_negative_fraction = 0.5
     # Where an ITM negative's image comes from: "global", any example of the global batch;
     # "shard", an example of the same data-parallel device's block of the batch (B / (data x
