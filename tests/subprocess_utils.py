@@ -8,6 +8,13 @@ import time
 
 from conftest import FAST_COMPILE_XLA_FLAGS
 
+
+def child_xla_flags(devices: int = 1) -> str:
+    """XLA_FLAGS for a child process: `devices` CPU devices, with the suite's quick compiles."""
+    count = f"--xla_force_host_platform_device_count={devices} " if devices > 1 else ""
+    return count + FAST_COMPILE_XLA_FLAGS
+
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # `--config configs/tiny.py` shrunk to the test catalog's shards (as conftest.small_config).
@@ -60,7 +67,7 @@ def run_cli(
         TF_CPP_MIN_LOG_LEVEL="2",
         PYTHONPATH=REPO_ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
     )
-    env["XLA_FLAGS"] = FAST_COMPILE_XLA_FLAGS  # One device; the suite's quick compiles.
+    env["XLA_FLAGS"] = child_xla_flags()
     return subprocess.run(
         [sys.executable, "-m", f"item_jax.cli.{command}", *args],
         cwd=cwd,

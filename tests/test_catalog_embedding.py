@@ -11,8 +11,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 import tensorflow as tf
-from conftest import FAST_COMPILE_XLA_FLAGS
-from subprocess_utils import REPO_ROOT, free_port, wait_for
+from subprocess_utils import REPO_ROOT, child_xla_flags, free_port, wait_for
 
 from item_jax import catalog_embedding, export
 from item_jax.evaluation import ann_index
@@ -55,7 +54,7 @@ def test_two_processes_write_parts_whose_union_is_the_one_process_output(
         f.write("\n".join(json.dumps(row) for row in rows) + "\n{not json\n")
 
     env = dict(os.environ)
-    env.update(JAX_PLATFORMS="cpu", PYTHONPATH=REPO_ROOT, XLA_FLAGS=FAST_COMPILE_XLA_FLAGS)
+    env.update(JAX_PLATFORMS="cpu", PYTHONPATH=REPO_ROOT, XLA_FLAGS=child_xla_flags())
     port = free_port()
     processes = [
         subprocess.Popen(
@@ -237,7 +236,7 @@ def test_shard_parts_read_each_process_its_files_and_embed_as_the_manifest_does(
 
     # The command line: --shards with Parquet, and a clear error without it.
     env = dict(os.environ)
-    env.update(JAX_PLATFORMS="cpu", PYTHONPATH=REPO_ROOT, XLA_FLAGS=FAST_COMPILE_XLA_FLAGS)
+    env.update(JAX_PLATFORMS="cpu", PYTHONPATH=REPO_ROOT, XLA_FLAGS=child_xla_flags())
     command = [
         sys.executable,
         "-m",

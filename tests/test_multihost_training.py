@@ -16,7 +16,7 @@ import jax
 import numpy as np
 import pytest
 import subprocess_utils
-from conftest import FAST_COMPILE_XLA_FLAGS, small_config
+from conftest import small_config
 from subprocess_utils import free_port
 
 from item_jax import checkpoint, sharding, train_loop, train_step
@@ -64,7 +64,7 @@ def start_training(
         if not key.startswith(("SLURM_", "OMPI_", "TPU_", "JAX_COORDINATOR", "JAX_LOCAL"))
     }
     env.update(
-        XLA_FLAGS=f"--xla_force_host_platform_device_count={devices} {FAST_COMPILE_XLA_FLAGS}",
+        XLA_FLAGS=subprocess_utils.child_xla_flags(devices),
         JAX_PLATFORMS="cpu",
         PYTHONPATH=str(REPO_ROOT),
         TF_CPP_MIN_LOG_LEVEL="2",

@@ -6,8 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import FAST_COMPILE_XLA_FLAGS
-from subprocess_utils import REPO_ROOT
+from subprocess_utils import REPO_ROOT, child_xla_flags
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +61,7 @@ def installed_package(tmp_path_factory):
 
 def _run_installed(site, args, cwd):
     env = dict(os.environ, PYTHONPATH=str(site), JAX_PLATFORMS="cpu", TF_CPP_MIN_LOG_LEVEL="2")
-    env["XLA_FLAGS"] = FAST_COMPILE_XLA_FLAGS  # One device; the suite's quick compiles.
+    env["XLA_FLAGS"] = child_xla_flags()
     return subprocess.run(
         [sys.executable, *args],
         cwd=cwd,
