@@ -8,6 +8,13 @@ and friends); the copies share one `channel_id`, so a collective is counted once
 split by group size (the devices taking part in one collective, from `replica_groups`):
 on the `data x fsdp x tensor` mesh the group size tells a parameter gather over `fsdp`
 from a gather of the whole global batch over every data-parallel device.
+
+Compiled for several slices (`--num_slices`), the program holds one slice's collectives
+(replica groups within the slice) and, for what crosses slices over the data-centre network,
+pairs of host-transfer `send`/`recv` instructions that libtpu's multi-slice runtime carries out
+(`_xla_megascale_transfer_type="ALL_REDUCE"` or `"ALL_GATHER"`). Each pair is counted once
+(at its `send`, by rendezvous name) under its collective, in the group `ACROSS_SLICES`, with
+the bytes one chip sends.
 """
 
 import collections
@@ -49,6 +56,19 @@ _MESH_GROUPS = re.compile(r"replica_groups=mesh\[([^\]]*)\][^{]*\{([^}]*)\}")
 _IOTA_GROUPS = re.compile(r"replica_groups=\[([0-9,]+)\]<=")
 _LIST_GROUPS = re.compile(r"replica_groups=\{\{([0-9,]*)\}")
 _PAIRS = re.compile(r"source_target_pairs=\{")
+# A cross-slice transfer: a host-transfer send handled by the multi-slice runtime.
+_SLICE_SEND = re.compile(
+    r"^\s*(?:ROOT\s+)?%?(?P<name>[\w.\-]+)\s*=\s*(?P<shape>.*?)\s+send\(.*"
+    r'_xla_host_transfer_rendezvous="(?P<rendezvous>[^"]+)".*'
+    r'_xla_megascale_transfer_type="(?P<kind>[A-Z_]+)"'
+)
+_SLICE_OPCODES = {
+    "ALL_REDUCE": "all-reduce",
+    "ALL_GATHER": "all-gather",
+    "REDUCE_SCATTER": "reduce-scatter",
+    "ALL_TO_ALL": "all-to-all",
+}
+ACROSS_SLICES = "across slices"  # The group of a cross-slice transfer, in place of a size.
 
 
 def group_size(line: str) -> int | None:
@@ -95,8 +115,10 @@ class Collective(NamedTuple):
     """One collective of the program."""
 
     opcode: str
-    bytes: int  # Each device's result bytes.
-    group_size: int | None  # Devices in one replica group (None if the HLO does not say).
+    bytes: int  # Each device's result bytes (sent bytes, for a cross-slice transfer).
+    # Devices in one replica group (None if the HLO does not say; ACROSS_SLICES for a
+    # transfer between slices).
+    group_size: int | str | None
     name: str  # The instruction's name in the HLO.
 
 
@@ -105,6 +127,12 @@ def collectives(hlo_text: str) -> list[Collective]:
     seen = set()
     found = []
     for line in hlo_text.splitlines():
+        if "_xla_megascale_transfer_type" in line:
+            transfer = _slice_transfer(line)
+            if transfer is not None and ("slices", transfer.name) not in seen:
+                seen.add(("slices", transfer.name))
+                found.append(transfer)
+            continue
         match = _INSTRUCTION.match(line)
         if match is None or match.group("suffix") == "-done":
             continue
@@ -119,6 +147,18 @@ def collectives(hlo_text: str) -> list[Collective]:
     return found
 
 
+def _slice_transfer(line: str) -> Collective | None:
+    """The cross-slice collective a `send` line starts (named by its rendezvous), or None."""
+    match = _SLICE_SEND.match(line)
+    if match is None:
+        return None
+    opcode = _SLICE_OPCODES.get(match.group("kind"), match.group("kind").lower())
+    # A send's shape is (data, context, token): the data is its first array.
+    arrays = _ARRAY.findall(match.group("shape"))
+    sent = shape_bytes("{}[{}]".format(*arrays[0])) if arrays else 0
+    return Collective(opcode, sent, ACROSS_SLICES, match.group("rendezvous"))
+
+
 def count_collectives(hlo_text: str) -> dict[str, dict[str, int]]:
     """{opcode: {"count", "bytes", "by_group_size": {size: {"count", "bytes"}}}} per opcode.
 
@@ -129,10 +169,11 @@ def count_collectives(hlo_text: str) -> dict[str, dict[str, int]]:
     )
     for collective in collectives(hlo_text):
         size = str(collective.group_size)  # A string: the report is JSON.
-        by_size = totals[collective.opcode]["by_group_size"].setdefault(
-            size, {"count": 0, "bytes": 0}
+        entry_of_opcode = totals.setdefault(
+            collective.opcode, {"count": 0, "bytes": 0, "by_group_size": {}}
         )
-        for entry in (totals[collective.opcode], by_size):
+        by_size = entry_of_opcode["by_group_size"].setdefault(size, {"count": 0, "bytes": 0})
+        for entry in (entry_of_opcode, by_size):
             entry["count"] += 1
             entry["bytes"] += collective.bytes
     return dict(totals)

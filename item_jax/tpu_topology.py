@@ -111,6 +111,13 @@ def parse_slice(name: str) -> TpuSlice:
     return TpuSlice(name=name, generation=generation, shape=shapes[chips], chip_config=chip_config)
 
 
+def cloud_accelerator_type(tpu_slice: TpuSlice) -> str:
+    """The slice as Cloud TPU's accelerator type names it: `v5litepod-16`, `v4-32`, `v6e-64`."""
+    cores_per_chip = GENERATIONS[tpu_slice.generation][0]
+    prefix = {"v5e": "v5litepod"}.get(tpu_slice.generation, tpu_slice.generation)
+    return f"{prefix}-{tpu_slice.num_chips * cores_per_chip}"
+
+
 def require_libtpu() -> None:
     """Raises a RuntimeError naming the install command when libtpu is missing."""
     if importlib.util.find_spec("libtpu") is None:
@@ -125,6 +132,17 @@ def topology_devices(tpu_slice: TpuSlice, num_slices: int = 1) -> list:
     # Nothing here opens a chip; without this, a second process that has loaded libtpu (a
     # CPU run on a machine with libtpu installed) holds its lock file and the load fails.
     os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
+    # Off a TPU VM, libtpu asks the cloud's metadata server what this host is and prints
+    # warnings and an INVALID_ARGUMENT trace when nothing answers. Saying it here (only where
+    # the variables are unset; a TPU VM sets its own) keeps the report readable; the
+    # topology description does not depend on them.
+    for variable, value in (
+        ("TPU_SKIP_MDS_QUERY", "1"),
+        ("TPU_ACCELERATOR_TYPE", cloud_accelerator_type(tpu_slice)),
+        ("TPU_WORKER_HOSTNAMES", "localhost"),
+        ("TPU_WORKER_ID", "0"),
+    ):
+        os.environ.setdefault(variable, value)
     from jax.experimental import topologies  # pylint: disable=g-import-not-at-top
 
     description = topologies.get_topology_desc(

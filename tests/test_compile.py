@@ -110,6 +110,9 @@ def test_a_step_that_cannot_fit_exits_1_naming_the_shortfall():
     assert "does not fit one v5e chip's 16.00 GiB HBM: over by" in result.stderr
     assert "--config.mesh.fsdp" in result.stderr and "--max_batch" in result.stderr
     assert "Traceback" not in result.stderr
+    # libtpu's complaints about the missing TPU VM environment are kept out of the report.
+    assert "could not determine TPU" not in result.stderr
+    assert "INVALID_ARGUMENT" not in result.stderr
     assert '"fits": false' in result.stdout
 
 
@@ -122,6 +125,10 @@ def test_bad_topology_names_are_clear_errors():
     assert (v4.num_chips, v4.topology_name) == (16, "v4:2x2x4")
     assert tpu_topology.parse_slice("v5litepod-256").topology_name == "v5e:16x16"
     assert tpu_topology.parse_slice("v5p-128").num_chips == 64
+    assert tpu_topology.cloud_accelerator_type(tpu_topology.parse_slice("v5e-16")) == (
+        "v5litepod-16"
+    )
+    assert tpu_topology.cloud_accelerator_type(v4) == "v4-32"
 
 
 def test_missing_libtpu_names_the_install_command(monkeypatch):
@@ -193,6 +200,42 @@ def test_collectives_are_counted_once_per_channel_with_their_bytes():
     }
     assert counted["collective-permute"]["bytes"] == 40
     assert counted["reduce-scatter"]["count"] == counted["all-to-all"]["count"] == 0
+
+
+def test_cross_slice_transfers_are_counted_as_collectives_across_slices():
+    # As libtpu writes a multi-slice program (a 2-slice compile of configs/tiny.py): the
+    # slice's own collectives keep their replica groups; what crosses slices is a host-transfer
+    # send/recv pair for the multi-slice runtime, one rendezvous per collective.
+    attributes = (
+        "is_host_transfer=true, frontend_attributes={{_xla_host_transfer_handler_name="
+        '"xla_megascale_runtime",_xla_host_transfer_rendezvous="{name}",{reduce}'
+        '_xla_megascale_target="{{1,2}}x{{0:3}}",_xla_megascale_transfer_type="{kind}"}}'
+    )
+    reduce_sum = '_xla_megascale_reduce_operation="SUM",'
+    hlo = "\n".join(
+        [
+            "ENTRY %main {",
+            "  %send.1 = (f32[256,1024]{1,0:T(8,128)}, u32[], token[]) send(%g, %t1), "
+            "channel_id=8, "
+            + attributes.format(name="all-reduce.5_0", reduce=reduce_sum, kind="ALL_REDUCE"),
+            "  %recv.1 = (f32[256,1024]{1,0:T(8,128)}, u32[], token[]) recv(%t1), "
+            "channel_id=7, "
+            + attributes.format(name="all-reduce.5_0", reduce=reduce_sum, kind="ALL_REDUCE"),
+            "  %send.2 = (f32[4,64,64,3]{2,1,3,0:T(8,128)}, u32[], token[]) send(%i, %t2), "
+            "channel_id=6, "
+            + attributes.format(name="all-gather.2_0", reduce="", kind="ALL_GATHER"),
+            "  %all-reduce.9 = f32[64]{0} all-reduce(%a), channel_id=9, replica_groups={{0,1,2,3}}",
+            "}",
+        ]
+    )
+    counted = hlo_collectives.count_collectives(hlo)
+    assert counted["all-reduce"]["by_group_size"] == {
+        hlo_collectives.ACROSS_SLICES: {"count": 1, "bytes": 256 * 1024 * 4},
+        "4": {"count": 1, "bytes": 64 * 4},
+    }
+    assert counted["all-gather"]["by_group_size"] == {
+        hlo_collectives.ACROSS_SLICES: {"count": 1, "bytes": 4 * 64 * 64 * 3 * 4}
+    }
 
 
 def test_roofline_is_the_slower_of_compute_and_memory():
