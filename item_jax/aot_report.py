@@ -27,6 +27,10 @@ from item_jax.model import model_from_config
 
 GIB = 2**30
 MAX_BATCH_MULTIPLE = 2**16  # --max_batch stops doubling here (the data-parallel size x this).
+# --max_batch's bisection stops once the largest batch that fits is known to within this
+# fraction of it: each try is a full compile (minutes for a pod config), and the last few
+# percent of a batch are not worth a dozen more.
+MAX_BATCH_TOLERANCE = 1 / 16
 _SIZE = r"([0-9.]+)\s*([KMGT]?)i?B?"
 _UNITS = {"": 1, "K": 2**10, "M": 2**20, "G": 2**30, "T": 2**40}
 # XLA:TPU's out-of-memory messages (two wordings seen across versions).
@@ -213,6 +217,8 @@ def roofline(
 def max_global_batch(config, topology: str, num_slices: int = 1, log=print):
     """The largest global batch that fits, by doubling then bisection over allowed batches.
 
+    The bisection stops when the batch found is within `MAX_BATCH_TOLERANCE` of the
+    largest that fits (exact for small batches: never coarser than the mesh's unit).
     Returns (batch, its report) or (0, the smallest batch's report) when none fits.
     """
     _, devices, mesh, _ = prepare(config, topology, num_slices)
@@ -231,7 +237,7 @@ def max_global_batch(config, topology: str, num_slices: int = 1, log=print):
     low, high = 0, max(1, config.global_batch_size // unit)
     while high <= MAX_BATCH_MULTIPLE and fits(high):
         low, high = high, high * 2
-    while high - low > 1:
+    while high - low > max(1, int(low * MAX_BATCH_TOLERANCE)):
         middle = (low + high) // 2
         if fits(middle):
             low = middle

@@ -6,6 +6,7 @@ import os
 import pytest
 
 from item_jax.cli import ablation
+from item_jax.configs import ablation as ablation_config
 
 SMALL = {
     "model.image_size": 32,
@@ -87,3 +88,16 @@ def test_missing_shards_are_named_before_anything_is_built(tmp_path, monkeypatch
     monkeypatch.setattr(ablation.protocol, "evaluate_references", built)
     with pytest.raises(FileNotFoundError, match="No 'train' shards in data directory"):
         ablation.run_ablation(str(tmp_path / "no_shards"), str(tmp_path), variants=("full",))
+
+
+def test_the_seeing_variants_each_take_back_one_change_from_full():
+    full = ablation_config.get_config("full")
+    for variant, field, value in (
+        ("no_pair", "contrastive.cross_views", ""),
+        ("linear_stem", "model.patch_stem", "linear"),
+    ):
+        config = ablation_config.get_config(variant)
+        section, name = field.split(".")
+        assert config[section][name] == value != full[section][name]
+        config[section][name] = full[section][name]
+        assert config.to_dict() == full.to_dict()

@@ -274,6 +274,21 @@ def test_max_batch_bisects_to_the_largest_fitting_multiple(monkeypatch):
     assert tried[:3] == [16, 32, 64] and len(tried) <= 7
 
 
+def test_max_batch_stops_within_its_tolerance_of_a_large_batch(monkeypatch):
+    tried = []
+
+    def fake_report(config, topology, num_slices=1):
+        tried.append(config.global_batch_size)
+        return dict(fits=config.global_batch_size <= 3000, global_batch_size=0)
+
+    monkeypatch.setattr(aot_report, "compile_report", fake_report)
+    config = small_config(**{"mesh.data": 4, "global_batch_size": 16})
+    best, _ = aot_report.max_global_batch(config, TOPOLOGY, log=lambda line: None)
+    assert 3000 * (1 - aot_report.MAX_BATCH_TOLERANCE) <= best <= 3000 and best % 4 == 0
+    # Doubling from 16 to 4,096 takes 9 compiles; an exact bisection 9 more, this one 4.
+    assert len(tried) == 13
+
+
 def test_out_of_memory_messages_are_parsed():
     parsed = aot_report.parse_out_of_memory(
         "RESOURCE_EXHAUSTED: Ran out of memory on HBM, the total memory required for HLO "

@@ -9,6 +9,10 @@ objectives plus the contrastive extension, docs/experiments.md) with pieces take
   (d) full:             ITM + MLM + MIM + GMLM + GMIM + contrastive (the default recipe).
   (e) item_paper:       the five ITEm objectives alone, exactly as the paper has them.
   (f) contrastive_only: the contrastive extension alone.
+  The two changes that made the image side learn (docs/experiments.md, section 7), each
+  taken back from `full`:
+  (g) no_pair:          without the title <-> photo pair of views.
+  (h) linear_stem:      ViT's linear patch embedding instead of the convolutional stem.
 
 The model and schedule are the main job's (`configs/demo.py`: the tiny config narrowed to 2
 layers of width 128, 2,000 steps), so the `full` row is the main job's model. Validation
@@ -36,14 +40,19 @@ RECIPES = {
     "full": (f"{_ITEM},contrastive", "text,image", "title,image", _CROSS),
     "item_paper": (_ITEM, "text,image", "title,image", _CROSS),
     "contrastive_only": ("contrastive", "text,image", "title,image", _CROSS),
+    "no_pair": (f"{_ITEM},contrastive", "text,image", "title,image", ""),
+    "linear_stem": (f"{_ITEM},contrastive", "text,image", "title,image", _CROSS),
 }
+# Fields beyond the recipe that a variant changes.
+MODEL_CHANGES = {"linear_stem": {"model.patch_stem": "linear"}}
 # One variant per recipe: `configs/ablation.py:no_global`; without a variant, `full`.
 VARIANTS = {
     name: dict(
         zip(
             ("objectives", "modalities", "contrastive.views", "contrastive.cross_views"),
             recipe,
-        )
+        ),
+        **MODEL_CHANGES.get(name, {}),
     )
     for name, recipe in RECIPES.items()
 }
