@@ -1,6 +1,6 @@
 """Embedding a catalog manifest with an export: one `.npy`, or Parquet parts across hosts.
 
-`embed_manifest` writes `OUT.npy` (float32 [N, embed_dim], L2-normalised, row i = listing
+`embed_manifest` writes `OUT.npy` (float32 [N, width], L2-normalised, row i = listing
 ids[i]) and `OUT.json` (ids, the export, counts, rejects) from one process.
 
 `embed_manifest_parts` is the same work split over the processes of a `jax.distributed`
@@ -37,6 +37,7 @@ from absl import logging
 
 from item_jax import export, file_io
 from item_jax.data import image_io, manifest
+from item_jax.model import product_embedding_width
 
 INDEX_FILE = "index.json"
 EMBEDDING_DTYPES = ("float32", "float16")
@@ -113,7 +114,7 @@ def _embed_listings(model, listings, batch_size: int, show_progress: bool):
     embeddings = (
         np.concatenate(vectors)
         if vectors
-        else np.zeros((0, model.config.model.embed_dim), np.float32)
+        else np.zeros((0, product_embedding_width(model.config.model)), np.float32)
     )
     return kept, embeddings.astype(np.float32), rejects
 
@@ -231,7 +232,7 @@ def embed_manifest_parts(
             export=file_io.absolute(export_dir),
             export_fingerprint=export.export_fingerprint(export_dir),
             manifest=file_io.absolute(manifest_path),
-            embed_dim=int(model.config.model.embed_dim),
+            embed_dim=product_embedding_width(model.config.model),
             dtype=dtype,
             num_input_listings=contents.num_input_listings,
         ),
@@ -327,7 +328,7 @@ def embed_shard_parts(
     embeddings = (
         np.concatenate(vectors)
         if vectors
-        else np.zeros((0, model.config.model.embed_dim), np.float32)
+        else np.zeros((0, product_embedding_width(model.config.model)), np.float32)
     )
     seconds = time.perf_counter() - start_time
     part = dict(
@@ -352,7 +353,7 @@ def embed_shard_parts(
             export_fingerprint=export.export_fingerprint(export_dir),
             shards=file_io.absolute(shards),
             num_shard_files=len(files),
-            embed_dim=int(model.config.model.embed_dim),
+            embed_dim=product_embedding_width(model.config.model),
             dtype=dtype,
         ),
     )
@@ -365,7 +366,7 @@ def _write_part(
     import pyarrow as pa  # pylint: disable=g-import-not-at-top
     import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top
 
-    width = int(model.config.model.embed_dim)
+    width = product_embedding_width(model.config.model)
     value_type = pa.float32() if dtype == "float32" else pa.float16()
     flat = pa.array(embeddings.astype(np.dtype(dtype)).reshape(-1), type=value_type)
     table = pa.table(

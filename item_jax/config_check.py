@@ -2,7 +2,7 @@
 
 from item_jax.errors import ItemJaxError
 from item_jax.evaluation.evaluators import registry as evaluator_registry
-from item_jax.model import BLOCK_NORMS, GELUS, PATCH_STEMS
+from item_jax.model import BLOCK_NORMS, GELUS, PATCH_STEMS, PRODUCT_EMBEDDINGS
 from item_jax.objectives import (
     CONTRASTIVE_VIEW_NEEDS,
     OBJECTIVE_NAMES,
@@ -69,6 +69,11 @@ def check_config(config) -> None:
         model.patch_stem in PATCH_STEMS,
         "model.patch_stem",
         f"{model.patch_stem!r} is not one of {PATCH_STEMS}",
+    )
+    _require(
+        model.product_embedding in PRODUCT_EMBEDDINGS,
+        "model.product_embedding",
+        f"{model.product_embedding!r} is not one of {PRODUCT_EMBEDDINGS}",
     )
     if model.patch_stem == "conv":
         _require(

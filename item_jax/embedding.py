@@ -18,9 +18,9 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from item_jax import batch as batch_lib
 from item_jax import sharding
-from item_jax.model import ItemModel, model_from_config
+from item_jax.model import ItemModel, model_from_config, product_embedding_width
 
-# (params, host batch with MODEL_INPUT_KEYS) -> float32 [rows, embed_dim] on the host.
+# (params, host batch with MODEL_INPUT_KEYS) -> float32 [rows, width] on the host.
 EmbedFn = Callable[[dict, dict], np.ndarray]
 
 
@@ -34,7 +34,11 @@ def make_embed_fn(
 ) -> EmbedFn:
     """The jitted, sharded embedding of host batches for the model `model_config` describes."""
     return make_apply_fn(
-        model_config, ItemModel.embed, model_config.embed_dim, mesh, batch_size=batch_size
+        model_config,
+        ItemModel.embed,
+        product_embedding_width(model_config),
+        mesh,
+        batch_size=batch_size,
     )
 
 

@@ -43,7 +43,7 @@ from item_jax import batch as batch_lib
 from item_jax import configs, embedding
 from item_jax.data import dataset_info, image_io, manifest, preprocess, tokenizer
 from item_jax.data.dataset_info import DEFAULT_MAX_IMAGE_PIXELS, TOKENIZER_FILE, TOKENIZER_FILES
-from item_jax.model import ItemModel, model_from_config
+from item_jax.model import ItemModel, model_from_config, product_embedding_width
 
 PARAMS_FILE = "params.msgpack"
 SAFETENSORS_FILE = "params.safetensors"
@@ -60,7 +60,7 @@ EXPORT_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 @dataclasses.dataclass
 class ExportedModel:
-    """An exported ITEm: `embed(images, titles)` -> float32 [N, embed_dim], L2-normalised."""
+    """An exported ITEm: `embed(images, titles)` -> float32 [N, width], L2-normalised."""
 
     config: ml_collections.ConfigDict
     params: dict
@@ -131,7 +131,9 @@ class ExportedModel:
             for start in range(0, count, self.batch_size)
         ]
         return (
-            np.concatenate(out) if out else np.zeros((0, self.config.model.embed_dim), np.float32)
+            np.concatenate(out)
+            if out
+            else np.zeros((0, product_embedding_width(self.config.model)), np.float32)
         )
 
     def embed(self, images: Sequence, titles: Sequence[str | None]) -> np.ndarray:
@@ -266,7 +268,7 @@ def export_model(
         workdir=os.path.abspath(workdir),
         stored_image_size=int(data_info["image_size"]),
         num_params=int(sum(x.size for x in jax.tree.leaves(params))),
-        embed_dim=int(config.model.embed_dim),
+        embed_dim=product_embedding_width(config.model),
     )
     with open(os.path.join(out_dir, INFO_FILE), "w", encoding="utf-8") as f:
         json.dump(info, f, indent=2)

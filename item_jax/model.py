@@ -37,6 +37,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from item_jax import batch as batch_lib
 from item_jax import ops
 
 Array = jax.Array
@@ -98,6 +99,10 @@ def _dense(features, axes, dtype, name, use_bias=True, zero_init=False):
 
 BLOCK_NORMS = ("pre", "post")
 PATCH_STEMS = ("linear", "conv")
+# How a listing becomes its product embedding (`ItemModel.embed`): "views", the stream run on
+# the title alone and on the photo alone, each pass's `[CLS]` projected and L2-normalised,
+# the two concatenated; "fused", the projected `[CLS]` of one pass over title and photo.
+PRODUCT_EMBEDDINGS = ("views", "fused")
 GELUS = {"tanh": True, "exact": False}  # model.gelu -> nn.gelu's `approximate`.
 DEFAULT_LAYER_NORM_EPSILON = 1e-6
 
@@ -325,6 +330,7 @@ class ItemModel(nn.Module):
     layer_norm_epsilon: float = DEFAULT_LAYER_NORM_EPSILON
     gelu: str = "tanh"  # GELUS.
     patch_stem: str = "linear"  # PATCH_STEMS.
+    product_embedding: str = "fused"  # PRODUCT_EMBEDDINGS.
 
     @property
     def num_patches(self) -> int:
@@ -491,11 +497,39 @@ class ItemModel(nn.Module):
         projected = self.embedding_projection(cls_state.astype(jnp.float32))
         return projected / (jnp.linalg.norm(projected, axis=-1, keepdims=True) + 1e-6)
 
+    @property
+    def product_embedding_width(self) -> int:
+        """Width of `embed`'s output: one projection per pass it concatenates."""
+        return product_embedding_width(self)
+
     def embed(self, text_tokens, text_mask, images, has_image) -> Array:
-        """Encodes and returns the L2-normalised product embedding [B, embed_dim]."""
-        return self.embed_product(
-            self.encode(text_tokens, text_mask, images, has_image)["cls_state"]
+        """The L2-normalised product embedding [B, product_embedding_width].
+
+        "fused": one pass over title and photo. "views": a pass over the title alone and
+        one over the photo alone (as the contrastive title and image views are encoded in
+        training), each projected and L2-normalised, concatenated and L2-normalised again.
+        A listing without a title (only `[CLS] [SEP]`) or without a photo gets zeros for
+        that half, so it is compared on what it has. In one fused pass the photo's patches
+        outnumber the title's pieces and the `[CLS]` state came to carry little of the title
+        (docs/experiments.md, section 9); two halves of equal norm weigh both the same.
+        """
+        if self.product_embedding == "fused":
+            return self.embed_product(
+                self.encode(text_tokens, text_mask, images, has_image)["cls_state"]
+            )
+        title_alone = self.embed_product(
+            self.encode(text_tokens, text_mask, None, jnp.zeros_like(has_image))["cls_state"]
         )
+        no_title = batch_lib.remove_titles(text_tokens[:, :2], text_mask[:, :2])
+        photo_alone = self.embed_product(
+            self.encode(no_title["text_tokens"], no_title["text_mask"], images, has_image)[
+                "cls_state"
+            ]
+        )
+        has_title = (text_mask.sum(axis=-1) > 2).astype(jnp.float32)[:, None]
+        has_photo = (has_image > 0).astype(jnp.float32)[:, None]
+        halves = jnp.concatenate([title_alone * has_title, photo_alone * has_photo], axis=-1)
+        return halves / (jnp.linalg.norm(halves, axis=-1, keepdims=True) + 1e-6)
 
     def match_logits(self, text_tokens, text_mask, images, has_image) -> Array:
         """Encodes title-photo pairs and returns the ITM head's logits [B, 2] (1: matched)."""
@@ -560,6 +594,12 @@ _CONVERTED_FIELDS = {
     "compute_dtype": ("dtype", {"float32": jnp.float32, "bfloat16": jnp.bfloat16}.__getitem__),
     "attention_implementation": ("attention_implementation", lambda name: name or None),
 }
+
+
+def product_embedding_width(model_config) -> int:
+    """Width of the product embedding of `model_config` (`config.model` or an ItemModel)."""
+    views = 2 if model_config.product_embedding == "views" else 1
+    return views * model_config.embed_dim
 
 
 def model_from_config(model_config) -> ItemModel:

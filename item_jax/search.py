@@ -20,6 +20,7 @@ import numpy as np
 
 from item_jax import catalog_embedding, export, file_io
 from item_jax.data import image_io
+from item_jax.model import product_embedding_width
 
 ANN_INFO_FILE = "ann_info.json"
 ANN_INDEX_FILE = "index.faiss"
@@ -143,7 +144,7 @@ def _load_ann_catalog(path: str, info: dict) -> Catalog:
 
 def check_same_export(catalog: Catalog, export_dir: str, model) -> None:
     """Refuses a catalog embedded with another export (fingerprint, else the width)."""
-    width = int(model.config.model.embed_dim)
+    width = product_embedding_width(model.config.model)
     if catalog.embed_dim != width:
         raise SearchError(
             f"--embeddings {catalog.path} holds {catalog.embed_dim}-d embeddings but "

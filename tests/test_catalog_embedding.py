@@ -101,7 +101,7 @@ def test_two_processes_write_parts_whose_union_is_the_one_process_output(
     assert one.column("group").to_pylist() == two.column("group").to_pylist()
     assert one.column("category").to_pylist() == two.column("category").to_pylist()
     vectors = [np.asarray(t.column("embedding").to_pylist(), np.float32) for t in (one, two)]
-    assert vectors[0].shape == (21, 32)
+    assert vectors[0].shape == (21, 2 * 32)  # Title and photo halves of embed_dim 32.
     np.testing.assert_allclose(vectors[1], vectors[0], atol=1e-6)
     np.testing.assert_allclose(np.linalg.norm(vectors[0], axis=1), 1.0, atol=1e-5)
 

@@ -157,8 +157,9 @@ def test_embed_manifest_handles_missing_modalities_and_rejects_broken_images(
     )
     vectors = np.load(tmp_path / "emb.npy")
     assert summary["ids"] == ["a", "b", "c"]
-    assert vectors.shape == (3, 32)
+    assert vectors.shape == (3, 2 * 32)  # The title's half and the photo's (embed_dim 32).
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(vectors[2, 32:], 0.0)  # "c" has no photo.
     reasons = sorted(r["reason"] for r in summary["rejects"])
     assert reasons == ["corrupt_image", "malformed_line"]
     assert summary["num_input_listings"] == summary["num_embedded"] + summary["num_rejected"]

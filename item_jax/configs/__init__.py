@@ -41,6 +41,7 @@ HISTORICAL_VALUES = {
     "model.layer_norm_epsilon": 1e-6,
     "model.gelu": "tanh",
     "model.patch_stem": "linear",  # The conv stem came later.
+    "model.product_embedding": "fused",  # One pass over title and photo.
     "init.text_from": "",
     "init.vision_from": "",
     "init.encoder_from": "",

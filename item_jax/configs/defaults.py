@@ -47,6 +47,13 @@ def default_config() -> ml_collections.ConfigDict:
     # (ViT's one linear map per patch; what a ViT checkpoint imports into). With a linear
     # stem the image side did not learn at the main job's budget (docs/experiments.md, C04).
     config.model.patch_stem = "conv"
+    # The product embedding (`ItemModel.embed`, what evaluation, export, `embed` and search
+    # use): "views" concatenates the embeddings of the title alone and of the photo alone
+    # (each a pass of the one stream, as the contrastive views are), so neither is
+    # neglected; "fused" is the `[CLS]` of one pass over both, which the ITM head reads.
+    # With "fused" the trained embedding carried little of the title (docs/experiments.md,
+    # section 9). The width is 2 x embed_dim with "views".
+    config.model.product_embedding = "views"
 
     # Start from pretrained checkpoints instead of random weights (item_jax/interop/):
     # text_from: a Hugging Face BERT directory (config.json, model.safetensors, vocab.txt);
