@@ -509,9 +509,11 @@ class ItemModel(nn.Module):
         one over the photo alone (as the contrastive title and image views are encoded in
         training), each projected and L2-normalised, concatenated and L2-normalised again.
         A listing without a title (only `[CLS] [SEP]`) or without a photo gets zeros for
-        that half, so it is compared on what it has. In one fused pass the photo's patches
-        outnumber the title's pieces and the `[CLS]` state came to carry little of the title
-        (docs/experiments.md, section 9); two halves of equal norm weigh both the same.
+        that half, so it is compared on what it has; one with neither gets the title pass
+        of `[CLS] [SEP]`, the same vector for every such listing. In one fused pass the
+        photo's patches outnumber the title's pieces and the `[CLS]` state came to carry
+        little of the title (docs/experiments.md, section 9); two halves of equal norm weigh
+        both the same.
         """
         if self.product_embedding == "fused":
             return self.embed_product(
@@ -528,7 +530,10 @@ class ItemModel(nn.Module):
         )
         has_title = (text_mask.sum(axis=-1) > 2).astype(jnp.float32)[:, None]
         has_photo = (has_image > 0).astype(jnp.float32)[:, None]
-        halves = jnp.concatenate([title_alone * has_title, photo_alone * has_photo], axis=-1)
+        # A listing with neither keeps the title pass of `[CLS] [SEP]`: one constant vector,
+        # so empty listings match each other, as the reference rows' empty feature does.
+        title_weight = jnp.maximum(has_title, 1.0 - has_photo)
+        halves = jnp.concatenate([title_alone * title_weight, photo_alone * has_photo], axis=-1)
         return halves / (jnp.linalg.norm(halves, axis=-1, keepdims=True) + 1e-6)
 
     def match_logits(self, text_tokens, text_mask, images, has_image) -> Array:

@@ -67,6 +67,15 @@ def test_a_missing_title_or_photo_leaves_its_half_empty():
         np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
 
 
+def test_a_listing_with_neither_title_nor_photo_gets_one_constant_vector():
+    _, model, params, batch = _model_params_batch("views")
+    empty = batch_lib.remove_modality(batch_lib.remove_modality(batch, "title"), "image")
+    vectors = _embed(model, params, empty)
+    # Not zero (cosine search needs a direction), and the same for every empty listing.
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(vectors, np.broadcast_to(vectors[:1], vectors.shape), atol=1e-6)
+
+
 def test_fused_is_one_pass_over_title_and_photo():
     config, model, params, batch = _model_params_batch("fused")
     fused = _pass(
@@ -95,3 +104,19 @@ def test_an_unknown_product_embedding_is_refused_naming_the_field():
     config = small_config(**{"model.product_embedding": "mean"})
     with pytest.raises(config_check.ConfigError, match="model.product_embedding"):
         config_check.check_config(config)
+
+
+def test_a_one_modality_model_embeds_a_listing_with_that_modality_removed():
+    # The modality-balance evaluator removes the only modality an image-only model reads;
+    # the embedding must stay a direction that cosine search can use.
+    from item_jax.evaluation.evaluators import inputs  # pylint: disable=g-import-not-at-top
+
+    config = small_config(**{"model.product_embedding": "views", "modalities": "image"})
+    model = model_from_config(config.model)
+    params = model.init(jax.random.key(0), *batch_lib.dummy_model_inputs(config.model))["params"]
+    batch = batch_lib.random_batch(config.model, 4, seed=3)
+    embed = inputs.model_embedder(params, config)
+    for removal in (None, "title", "image"):
+        np.testing.assert_allclose(
+            np.linalg.norm(embed(batch, removal), axis=1), 1.0, atol=1e-5, err_msg=str(removal)
+        )
