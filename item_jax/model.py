@@ -497,13 +497,8 @@ class ItemModel(nn.Module):
         projected = self.embedding_projection(cls_state.astype(jnp.float32))
         return projected / (jnp.linalg.norm(projected, axis=-1, keepdims=True) + 1e-6)
 
-    @property
-    def product_embedding_width(self) -> int:
-        """Width of `embed`'s output: one projection per pass it concatenates."""
-        return product_embedding_width(self)
-
     def embed(self, text_tokens, text_mask, images, has_image) -> Array:
-        """The L2-normalised product embedding [B, product_embedding_width].
+        """The L2-normalised product embedding [B, `product_embedding_width(self)`].
 
         "fused": one pass over title and photo. "views": a pass over the title alone and
         one over the photo alone (as the contrastive title and image views are encoded in
@@ -515,19 +510,15 @@ class ItemModel(nn.Module):
         little of the title (docs/experiments.md, section 9); two halves of equal norm weigh
         both the same.
         """
+
+        def one_pass(tokens, mask, pixels, has_pixels):
+            return self.embed_product(self.encode(tokens, mask, pixels, has_pixels)["cls_state"])
+
         if self.product_embedding == "fused":
-            return self.embed_product(
-                self.encode(text_tokens, text_mask, images, has_image)["cls_state"]
-            )
-        title_alone = self.embed_product(
-            self.encode(text_tokens, text_mask, None, jnp.zeros_like(has_image))["cls_state"]
-        )
+            return one_pass(text_tokens, text_mask, images, has_image)
+        title_alone = one_pass(text_tokens, text_mask, None, jnp.zeros_like(has_image))
         no_title = batch_lib.remove_titles(text_tokens[:, :2], text_mask[:, :2])
-        photo_alone = self.embed_product(
-            self.encode(no_title["text_tokens"], no_title["text_mask"], images, has_image)[
-                "cls_state"
-            ]
-        )
+        photo_alone = one_pass(no_title["text_tokens"], no_title["text_mask"], images, has_image)
         has_title = (text_mask.sum(axis=-1) > 2).astype(jnp.float32)[:, None]
         has_photo = (has_image > 0).astype(jnp.float32)[:, None]
         # A listing with neither keeps the title pass of `[CLS] [SEP]`: one constant vector,
