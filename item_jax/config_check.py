@@ -2,7 +2,7 @@
 
 from item_jax.errors import ItemJaxError
 from item_jax.evaluation.evaluators import registry as evaluator_registry
-from item_jax.model import BLOCK_NORMS, GELUS, PATCH_STEMS, PRODUCT_EMBEDDINGS
+from item_jax.model import BLOCK_NORMS, GELUS, PATCH_STEMS, PRODUCT_EMBEDDINGS, TITLE_POOLINGS
 from item_jax.objectives import (
     CONTRASTIVE_VIEW_NEEDS,
     OBJECTIVE_NAMES,
@@ -74,6 +74,11 @@ def check_config(config) -> None:
         model.product_embedding in PRODUCT_EMBEDDINGS,
         "model.product_embedding",
         f"{model.product_embedding!r} is not one of {PRODUCT_EMBEDDINGS}",
+    )
+    _require(
+        model.title_pooling in TITLE_POOLINGS,
+        "model.title_pooling",
+        f"{model.title_pooling!r} is not one of {TITLE_POOLINGS}",
     )
     if model.patch_stem == "conv":
         _require(

@@ -103,6 +103,10 @@ PATCH_STEMS = ("linear", "conv")
 # the title alone and on the photo alone, each pass's `[CLS]` projected and L2-normalised,
 # the two concatenated; "fused", the projected `[CLS]` of one pass over title and photo.
 PRODUCT_EMBEDDINGS = ("views", "fused")
+# How the title-alone pass of the "views" embedding becomes one state: "cls", its final
+# `[CLS]` state; "mean", the mean of its final states over the real slots (`[CLS]`, the
+# pieces, `[SEP]`). Training is the same either way: the contrastive title view is `[CLS]`.
+TITLE_POOLINGS = ("cls", "mean")
 GELUS = {"tanh": True, "exact": False}  # model.gelu -> nn.gelu's `approximate`.
 DEFAULT_LAYER_NORM_EPSILON = 1e-6
 
@@ -331,6 +335,7 @@ class ItemModel(nn.Module):
     gelu: str = "tanh"  # GELUS.
     patch_stem: str = "linear"  # PATCH_STEMS.
     product_embedding: str = "fused"  # PRODUCT_EMBEDDINGS.
+    title_pooling: str = "cls"  # TITLE_POOLINGS.
 
     @property
     def num_patches(self) -> int:
@@ -492,6 +497,13 @@ class ItemModel(nn.Module):
             images = images * keep
         return self.conv_stem(images)
 
+    def title_state(self, encoded: dict) -> Array:
+        """One state [B, D] of a title-alone pass (`encode`'s output), as `title_pooling` says."""
+        if self.title_pooling == "cls":
+            return encoded["cls_state"]
+        real = encoded["key_mask"].astype(jnp.float32)[..., None]
+        return (encoded["sequence_states"] * real).sum(axis=1) / jnp.maximum(real.sum(axis=1), 1.0)
+
     def embed_product(self, cls_state: Array) -> Array:
         """The product embedding: projection of the final `[CLS]` state, L2-normalised."""
         projected = self.embedding_projection(cls_state.astype(jnp.float32))
@@ -502,7 +514,8 @@ class ItemModel(nn.Module):
 
         "fused": one pass over title and photo. "views": a pass over the title alone and
         one over the photo alone (as the contrastive title and image views are encoded in
-        training), each projected and L2-normalised, concatenated and L2-normalised again.
+        training), each projected and L2-normalised, concatenated and L2-normalised again;
+        the title pass is pooled as `title_pooling` says, the photo pass is its `[CLS]`.
         A listing without a title (only `[CLS] [SEP]`) or without a photo gets zeros for
         that half, so it is compared on what it has; one with neither gets the title pass
         of `[CLS] [SEP]`, the same vector for every such listing. In one fused pass the
@@ -511,14 +524,19 @@ class ItemModel(nn.Module):
         both the same.
         """
 
-        def one_pass(tokens, mask, pixels, has_pixels):
-            return self.embed_product(self.encode(tokens, mask, pixels, has_pixels)["cls_state"])
-
         if self.product_embedding == "fused":
-            return one_pass(text_tokens, text_mask, images, has_image)
-        title_alone = one_pass(text_tokens, text_mask, None, jnp.zeros_like(has_image))
+            return self.embed_product(
+                self.encode(text_tokens, text_mask, images, has_image)["cls_state"]
+            )
+        title_alone = self.embed_product(
+            self.title_state(self.encode(text_tokens, text_mask, None, jnp.zeros_like(has_image)))
+        )
         no_title = batch_lib.remove_titles(text_tokens[:, :2], text_mask[:, :2])
-        photo_alone = one_pass(no_title["text_tokens"], no_title["text_mask"], images, has_image)
+        photo_alone = self.embed_product(
+            self.encode(no_title["text_tokens"], no_title["text_mask"], images, has_image)[
+                "cls_state"
+            ]
+        )
         has_title = (text_mask.sum(axis=-1) > 2).astype(jnp.float32)[:, None]
         has_photo = (has_image > 0).astype(jnp.float32)[:, None]
         # A listing with neither keeps the title pass of `[CLS] [SEP]`: one constant vector,

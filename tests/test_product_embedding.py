@@ -12,7 +12,10 @@ from item_jax.model import ItemModel, model_from_config
 
 
 def _model_params_batch(product_embedding):
-    config = small_config(**{"model.product_embedding": product_embedding})
+    # The title half as the `[CLS]` state; mean pooling: tests/test_title_pooling.py.
+    config = small_config(
+        **{"model.product_embedding": product_embedding, "model.title_pooling": "cls"}
+    )
     model = model_from_config(config.model)
     params = model.init(jax.random.key(0), *batch_lib.dummy_model_inputs(config.model))["params"]
     batch = batch_lib.random_batch(config.model, 4, seed=3)

@@ -42,6 +42,7 @@ HISTORICAL_VALUES = {
     "model.gelu": "tanh",
     "model.patch_stem": "linear",  # The conv stem came later.
     "model.product_embedding": "fused",  # One pass over title and photo.
+    "model.title_pooling": "cls",  # A title pass was its `[CLS]` state.
     "init.text_from": "",
     "init.vision_from": "",
     "init.encoder_from": "",
