@@ -1,8 +1,8 @@
 """The one table of accelerator chips: memory, bf16 peak and memory bandwidth per chip.
 
 Used for MFU (`profiling.peak_bf16_tflops`, by a substring of `jax.Device.device_kind`)
-and by the ahead-of-time compile report (`item_jax/aot_report.py`, by TPU generation:
-fits in HBM, roofline step time).
+and by the ahead-of-time compile report (`item_jax/aot_report.py`, by TPU generation or GPU
+model, `item_jax/gpu_target.py`: fits in memory, roofline step time).
 
 Sources (vendors' published per-chip figures, dense bf16 without sparsity):
   * TPU v4, v5e, v5p, v6e: the Cloud TPU documentation's system-architecture page of each
@@ -10,7 +10,8 @@ Sources (vendors' published per-chip figures, dense bf16 without sparsity):
     peak bf16 compute per chip).
   * NVIDIA H100 / H200 (SXM), A100 (80 GB SXM), L4: NVIDIA's data sheets of each.
 HBM is given in GiB as the TPU documentation states it (v5e "16 GiB"); GPU memory in the
-data sheets' GB is converted.
+data sheets' GB is converted as 10^9 bytes (80 GB: 74.51 GiB; CUDA offers an H100 80GB
+about 79 GiB, so a compile report's "fits" errs on the safe side).
 """
 
 import dataclasses

@@ -4,8 +4,9 @@ Counts all-gather, reduce-scatter, all-reduce, all-to-all and collective-permute
 bytes each produces per device where the HLO gives a shape. XLA's TPU compiler copies a
 collective into the computations that overlap it with compute (`async_collective_fusion`
 and friends); the copies share one `channel_id`, so a collective is counted once per
-(opcode, channel id). Asynchronous pairs are counted at their `-start`. Each entry is also
-split by group size (the devices taking part in one collective, from `replica_groups`):
+(opcode, channel id). Asynchronous pairs (XLA:GPU makes every collective one) are counted
+once, at their `-start`, with the bytes of its results (a start's shape holds its operands
+too). Each entry is also split by group size (the devices taking part in one collective, from `replica_groups`):
 on the `data x fsdp x tensor` mesh the group size tells a parameter gather over `fsdp`
 from a gather of the whole global batch over every data-parallel device.
 
@@ -102,12 +103,33 @@ def shape_bytes(shape_text: str) -> int:
     return int(total)
 
 
+def _top_level_elements(shape_text: str) -> list[str]:
+    """The elements of a tuple shape, "(a, (b, c), d)" -> ["a", "(b, c)", "d"]; else [it]."""
+    text = re.sub(r"/\*.*?\*/", "", shape_text).strip()
+    if not text.startswith("("):
+        return [text]
+    elements, depth, start = [], 0, 1
+    for index, char in enumerate(text):
+        if char in "([{":
+            depth += 1
+        elif char in ")]}":
+            depth -= 1
+            if depth == 0:
+                elements.append(text[start:index])
+        elif char == "," and depth == 1:
+            elements.append(text[start:index])
+            start = index + 1
+    return [element.strip() for element in elements if element.strip()]
+
+
 def _result_bytes(opcode: str, suffix: str | None, shape_text: str) -> int:
-    if suffix == "-start" and opcode in ("all-gather", "collective-permute", "all-to-all"):
-        # An async start's shape is (operands, results[, scratch]): count the results half.
-        arrays = _ARRAY.findall(shape_text)
-        half = arrays[len(arrays) // 2 :] if len(arrays) >= 2 else arrays
-        return shape_bytes(" ".join(f"{dtype}[{dims}]" for dtype, dims in half))
+    if suffix == "-start" and opcode != "all-reduce":
+        # An async start's shape is (operands, results[, contexts or scratch]), the operands
+        # and results each an array or a tuple of them (XLA:GPU: "((a, b), (a', b'))"):
+        # count the results. An all-reduce's start has the results' shape alone.
+        elements = _top_level_elements(shape_text)
+        if len(elements) >= 2:
+            return shape_bytes(elements[1])
     return shape_bytes(shape_text)
 
 

@@ -165,12 +165,17 @@ def make_train_step(setup: TrainSetup, config) -> Callable:
     )
 
 
-def compile_train_step(setup: TrainSetup, config) -> jax.stages.Compiled:
-    """Lowers and compiles the step once for the config's global batch."""
+def compile_train_step(
+    setup: TrainSetup, config, compiler_options: dict | None = None
+) -> jax.stages.Compiled:
+    """Lowers and compiles the step once for the config's global batch.
+
+    `compiler_options`: XLA options for this compile alone (a GPU target's, `gpu_target.py`).
+    """
     jitted = make_train_step(setup, config)
     batch = batch_lib.abstract_batch(setup.model, config.global_batch_size, setup.batch_sharding)
     with jax.set_mesh(setup.mesh), nn.logical_axis_rules(sharding.LOGICAL_AXIS_RULES):
-        return jitted.lower(setup.abstract_state, batch).compile()
+        return jitted.lower(setup.abstract_state, batch).compile(compiler_options)
 
 
 def restore_trained_params(workdir: str, step: int | None = None):

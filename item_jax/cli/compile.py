@@ -1,16 +1,20 @@
-"""Compiles the train step for a TPU slice on this machine: does it fit, what does it cost.
+"""Compiles the train step for a TPU slice or NVIDIA GPUs on this machine: does it fit, what
+does it cost.
 
   python -m item_jax.cli.compile --config base.py:pod --topology v5e-256 [--num_slices N] \
       [--config.global_batch_size B] [--show_shardings] [--max_batch]
+  python -m item_jax.cli.compile --config base.py:pod --topology h100-16
 
-The same setup and step code as `train`, compiled ahead of time for the slice's
-compile-only TPU devices (libtpu, a test extra: `pip install -r requirements-dev.txt`). It
-prints a table and one JSON line: memory per chip against the chip's HBM, XLA's FLOPs and
-bytes with a roofline lower bound on the step time, and the collectives in the compiled
-step (`item_jax/aot_report.py`). A step that does not fit exits 1 naming the shortfall and
-the knobs that change it; `--max_batch` finds the largest global batch that fits.
-Topologies: v4-N and v5p-N (N TensorCores, as Cloud TPU names them), v5e-N (or
-v5litepod-N) and v6e-N (N chips).
+The same setup and step code as `train`, compiled ahead of time for compile-only devices
+(libtpu for TPUs, JAX's CUDA plugin for GPUs: test extras, `pip install -r
+requirements-dev.txt`). It prints a table and one JSON line: memory per chip against the
+chip's memory, XLA's FLOPs and bytes with a roofline lower bound on the step time, and the
+collectives in the compiled step (`item_jax/aot_report.py`). A step that does not fit exits
+1 naming the shortfall and the knobs that change it; `--max_batch` finds the largest global
+batch that fits.
+TPU topologies: v4-N and v5p-N (N TensorCores, as Cloud TPU names them), v5e-N (or
+v5litepod-N) and v6e-N (N chips). GPU targets (`item_jax/gpu_target.py`): h100-N, h200-N
+and a100-N (80 GB, SXM), N GPUs: 1, 2 or 4 on one host, or a multiple of 8 (hosts of 8).
 """
 
 import json
@@ -18,7 +22,7 @@ import sys
 
 from absl import flags
 
-from item_jax import aot_report, configs
+from item_jax import aot_report, configs, gpu_target
 from item_jax.cli import common
 
 GIB = 2**30
@@ -26,11 +30,16 @@ GIB = 2**30
 
 def define_flags():
     configs.define_config_flag()
-    flags.DEFINE_string("topology", None, "Cloud TPU slice, e.g. v5e-256, v4-32, v5p-128, v6e-64.")
+    flags.DEFINE_string(
+        "topology",
+        None,
+        "Cloud TPU slice (v5e-256, v4-32, v5p-128, v6e-64) or GPUs (h100-8: one host of 8 "
+        "H100, h100-16: two hosts; h200-N, a100-N).",
+    )
     flags.DEFINE_integer(
         "num_slices",
         1,
-        "Slices joined over the data-centre network (the mesh's data axis spans them).",
+        "TPU slices joined over the data-centre network (the mesh's data axis spans them).",
     )
     flags.DEFINE_bool("show_shardings", False, "Print each parameter's partition spec.")
     flags.DEFINE_bool(
@@ -48,12 +57,18 @@ def format_report(report: dict) -> str:
     """The human-readable table of a compile report."""
     memory = report["memory"]
     mesh = " ".join(f"{axis}={size}" for axis, size in report["mesh"].items())
+    gpu = report.get("platform") == "gpu"
+    unit = "GPU" if gpu else "chip"
+    where = (
+        f"{report['chips']} GPUs"
+        if gpu
+        else f"{report['num_slices']} slice(s): {report['chips']} chips, {report['hosts']} hosts"
+    )
     lines = [
-        f"train step for {report['topology']} ({report['topology_name']}, "
-        f"{report['num_slices']} slice(s): {report['chips']} chips, {report['hosts']} "
-        f"hosts), mesh {mesh}, global batch {report['global_batch_size']}, "
-        f"{report['parameters']:,} parameters; compiled in {report['compile_s']} s",
-        f"{'memory per chip':<44}{'GiB':>10}",
+        f"train step for {report['topology']} ({report['topology_name']}: {where}), mesh "
+        f"{mesh}, global batch {report['global_batch_size']}, {report['parameters']:,} "
+        f"parameters; compiled in {report['compile_s']} s",
+        f"{'memory per ' + unit:<44}{'GiB':>10}",
         f"  {'parameters':<42}{_gib(memory['params_bytes']):>10}",
         f"  {'optimizer state':<42}{_gib(memory['opt_state_bytes']):>10}",
         f"  {'batch':<42}{_gib(memory['batch_bytes']):>10}",
@@ -65,27 +80,40 @@ def format_report(report: dict) -> str:
         )
         lines.append(f"  {' + temporaries + code)':<42}")
     verdict = "fits" if report["fits"] else f"over by {_over(memory)} GiB"
-    lines.append(
-        f"  {'HBM of one ' + report['chip'] + ' chip':<42}"
-        f"{_gib(memory['hbm_bytes']):>10}   {verdict}"
+    memory_name = (
+        f"memory of one {report['chip']} GPU" if gpu else f"HBM of one {report['chip']} chip"
     )
+    lines.append(f"  {memory_name:<42}{_gib(memory['hbm_bytes']):>10}   {verdict}")
+    if "default_pool_bytes" in memory and "total_bytes" in memory:
+        pool = memory["default_pool_bytes"]
+        lines.append(
+            f"  {'JAX default GPU pool (' + _percent(pool, memory['hbm_bytes']) + ' of it)':<42}"
+            f"{_gib(pool):>10}   "
+            + ("fits" if memory["total_bytes"] <= pool else "over: raise XLA_CLIENT_MEM_FRACTION")
+        )
     cost = report.get("cost")
     if cost:
+        source = (
+            "XLA's HLO cost analysis of the optimized per-GPU program, its cuBLAS and cuDNN "
+            "calls counted from their shapes"
+            if gpu
+            else "XLA's cost analysis of the per-chip program"
+        )
         lines += [
-            "cost (XLA's cost analysis of the per-chip program; bounds, not measurements)",
-            f"  FLOPs per chip / per step          {cost['flops_per_chip']:.3e} / "
+            f"cost ({source}; bounds, not measurements)",
+            f"  {'FLOPs per ' + unit + ' / per step':<35}{cost['flops_per_chip']:.3e} / "
             f"{cost['flops_per_step']:.3e}",
-            f"  bytes accessed per chip            {cost['bytes_accessed_per_chip']:.3e}",
+            f"  {'bytes accessed per ' + unit:<35}{cost['bytes_accessed_per_chip']:.3e}",
             f"  roofline step time, lower bound    {cost['step_lower_bound_s'] * 1e3:.2f} ms "
             f"({cost['bound_by']}-bound: FLOPs/peak {cost['compute_bound_s'] * 1e3:.2f} ms, "
-            f"bytes/HBM bandwidth {cost['memory_bound_s'] * 1e3:.2f} ms; communication not "
-            "counted)",
+            f"bytes/{'memory' if gpu else 'HBM'} bandwidth {cost['memory_bound_s'] * 1e3:.2f} ms; "
+            "communication not counted)",
             f"  at that bound, at most             {cost['max_examples_per_s']:,.0f} examples/s, "
             f"MFU {cost['max_mfu']:.0%} (the trainer's counted model FLOPs)",
         ]
     if report.get("collectives"):
         lines.append(
-            f"{'collectives in the compiled step':<34}{'count':>8}{'MiB per chip':>16}"
+            f"{'collectives in the compiled step':<34}{'count':>8}{'MiB per ' + unit:>16}"
             "   by devices per group: count (MiB)"
         )
         for opcode, entry in report["collectives"].items():
@@ -100,6 +128,10 @@ def format_report(report: dict) -> str:
     return "\n".join(lines)
 
 
+def _percent(part: int, whole: int) -> str:
+    return f"{part / whole:.0%}"
+
+
 def _over(memory: dict) -> str:
     shortfall = memory.get("shortfall_bytes")
     prefix = "at least " if memory.get("shortfall_is_lower_bound") else ""
@@ -111,16 +143,23 @@ def knobs_message(report: dict, config) -> str:
     memory, mesh = report["memory"], report["mesh"]
     per_chip = config.global_batch_size // (mesh["data"] * mesh["fsdp"])
     detail = f" ({report['xla_error']})" if report.get("xla_error") else ""
+    gpu = report.get("platform") == "gpu"
+    unit = "GPU" if gpu else "chip"
+    memory_name = (
+        f"{report['chip']} GPU's {_gib(memory['hbm_bytes'])} GiB memory"
+        if gpu
+        else f"{report['chip']} chip's {_gib(memory['hbm_bytes'])} GiB HBM"
+    )
     return "\n".join(
         [
-            f"error: the train step does not fit one {report['chip']} chip's "
-            f"{_gib(memory['hbm_bytes'])} GiB HBM: over by {_over(memory)} GiB{detail}.",
+            f"error: the train step does not fit one {memory_name}: over by "
+            f"{_over(memory)} GiB{detail}.",
             "What changes it:",
             f"  --config.mesh.fsdp (now {mesh['fsdp']}): shards the parameters and optimizer "
             f"state (now {_gib(memory['params_bytes'] + memory['opt_state_bytes'])} GiB per "
-            "chip) over more chips",
-            f"  --config.global_batch_size (now {config.global_batch_size}, {per_chip} per chip): "
-            "activations grow with it; --max_batch finds the largest that fits",
+            f"{unit}) over more {unit}s",
+            f"  --config.global_batch_size (now {config.global_batch_size}, {per_chip} per "
+            f"{unit}): activations grow with it; --max_batch finds the largest that fits",
             f"  --config.model.remat=True (now {config.model.remat}): recompute each block in the "
             "backward pass instead of keeping its activations",
             f"  --config.model.compute_dtype=bfloat16 (now {config.model.compute_dtype}): "
@@ -141,6 +180,8 @@ def _json(report: dict, show_shardings: bool) -> str:
 def main(argv):
     values = common.start(argv, "config", "topology")
     config = values.config
+    if gpu_target.is_gpu_target(values.topology):
+        gpu_target.prepare_environment()  # Before anything starts JAX's backends.
     try:
         if values.max_batch:
             log = lambda line: print(line, file=sys.stderr, flush=True)
