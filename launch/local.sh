@@ -21,6 +21,8 @@ Commands:
 
 Each command first runs launch/setup_env.sh. --dry-run (before or right after COMMAND, or
 DRY_RUN=1) prints the commands instead of running them. The exit code is the command's.
+demo and train run JAX on the CPU (JAX_PLATFORMS=cpu) on a machine with no NVIDIA GPU or
+TPU device file and no JAX_PLATFORMS of its own.
 EOF
 }
 
@@ -28,6 +30,14 @@ dry_run="${DRY_RUN:-0}"
 
 # shellcheck source=launch/common.sh
 source "${REPO_ROOT}/launch/common.sh"
+
+# JAX on a machine without an accelerator: the CPU, said outright. Otherwise JAX probes every
+# installed plugin, and the test extras' libtpu and CUDA plugin (`test` installs them) each
+# print a page of errors on a machine without their chip before JAX settles on the CPU.
+has_accelerator() {
+  compgen -G "/dev/nvidia[0-9]*" >/dev/null || compgen -G "/dev/accel[0-9]*" >/dev/null ||
+    compgen -G "/dev/vfio/[0-9]*" >/dev/null
+}
 
 # Runs a command from the repo root, or only prints it under --dry-run.
 run() {
@@ -69,6 +79,9 @@ main() {
       usage >&2
       exit 2 ;;
   esac
+  if [[ "${command}" != test && -z "${JAX_PLATFORMS:-}" ]] && ! has_accelerator; then
+    export JAX_PLATFORMS=cpu
+  fi
   cd "${REPO_ROOT}"
   run "${setup[@]}"
   if ((lint)); then

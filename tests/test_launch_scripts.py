@@ -145,6 +145,33 @@ def test_local_propagates_exit_codes(tmp_path, setup_status, python_status, expe
     assert (tmp_path / "python_ran").exists() == (setup_status == 0)
 
 
+def test_local_runs_jax_on_the_cpu_of_a_machine_without_an_accelerator(tmp_path):
+    _write_executable(tmp_path / "launch" / "local.sh", (LAUNCH_DIR / "local.sh").read_text())
+    _write_executable(tmp_path / "launch" / "common.sh", (LAUNCH_DIR / "common.sh").read_text())
+    _write_executable(tmp_path / "launch" / "setup_env.sh", "exit 0\n")
+    _write_executable(
+        tmp_path / ".venv" / "bin" / "python",
+        '#!/bin/sh\necho "${JAX_PLATFORMS:-unset}" > jax_platforms\n',
+    )
+    seen = lambda **env: (
+        _run(
+            tmp_path / "launch" / "local.sh",
+            "demo",
+            env={k: v for k, v in _clean_env(**env).items() if env or k != "JAX_PLATFORMS"},
+            cwd="/",
+        ),
+        (tmp_path / "jax_platforms").read_text().strip(),
+    )[1]
+    accelerators = [
+        path
+        for pattern in ("nvidia[0-9]*", "accel[0-9]*", "vfio/[0-9]*")
+        for path in pathlib.Path("/dev").glob(pattern)
+    ]
+    assert seen() == ("unset" if accelerators else "cpu")
+    # A platform the user asked for is kept.
+    assert seen(JAX_PLATFORMS="cuda") == "cuda"
+
+
 # setup_env.sh
 
 
