@@ -6,9 +6,9 @@ collective into the computations that overlap it with compute (`async_collective
 and friends); the copies share one `channel_id`, so a collective is counted once per
 (opcode, channel id). Asynchronous pairs (XLA:GPU makes every collective one) are counted
 once, at their `-start`, with the bytes of its results (a start's shape holds its operands
-too). Each entry is also split by group size (the devices taking part in one collective, from `replica_groups`):
-on the `data x fsdp x tensor` mesh the group size tells a parameter gather over `fsdp`
-from a gather of the whole global batch over every data-parallel device.
+too). Each entry is also split by group size (the devices taking part in one collective,
+from `replica_groups`): on the `data x fsdp x tensor` mesh the group size tells a parameter
+gather over `fsdp` from a gather of the whole global batch over every data-parallel device.
 
 Compiled for several slices (`--num_slices`), the program holds one slice's collectives
 (replica groups within the slice) and, for what crosses slices over the data-centre network,
