@@ -78,35 +78,25 @@ class GpuModel:
         return int(accelerators.chip_by_name(self.chip).hbm_gbytes_per_s * 1e9)
 
 
+_H100 = GpuModel(
+    chip="H100",
+    device_name="NVIDIA H100 80GB HBM3",
+    compute_capability=(9, 0),
+    accelerated_features=True,
+    sm_count=132,
+    fp32_cores_per_sm=128,
+    clock_ghz=1.98,
+    l2_cache_bytes=50 * 2**20,
+    shared_memory_per_sm=228 * 1024,
+    shared_memory_per_block_optin=227 * 1024,
+    nvlink_links=18,
+    pcie_bytes_per_s=64 * 10**9,
+)
+
 GPUS = {
-    "h100": GpuModel(
-        chip="H100",
-        device_name="NVIDIA H100 80GB HBM3",
-        compute_capability=(9, 0),
-        accelerated_features=True,
-        sm_count=132,
-        fp32_cores_per_sm=128,
-        clock_ghz=1.98,
-        l2_cache_bytes=50 * 2**20,
-        shared_memory_per_sm=228 * 1024,
-        shared_memory_per_block_optin=227 * 1024,
-        nvlink_links=18,
-        pcie_bytes_per_s=64 * 10**9,
-    ),
-    "h200": GpuModel(
-        chip="H200",
-        device_name="NVIDIA H200",
-        compute_capability=(9, 0),
-        accelerated_features=True,
-        sm_count=132,
-        fp32_cores_per_sm=128,
-        clock_ghz=1.98,
-        l2_cache_bytes=50 * 2**20,
-        shared_memory_per_sm=228 * 1024,
-        shared_memory_per_block_optin=227 * 1024,
-        nvlink_links=18,
-        pcie_bytes_per_s=64 * 10**9,
-    ),
+    "h100": _H100,
+    # The same Hopper die as H100 with more and faster memory (accelerators.py).
+    "h200": dataclasses.replace(_H100, chip="H200", device_name="NVIDIA H200"),
     "a100": GpuModel(
         chip="A100",
         device_name="NVIDIA A100-SXM4-80GB",

@@ -77,3 +77,21 @@ def run_cli(
         timeout=timeout,
         check=False,
     )
+
+
+def compile_tiny_beyond_memory(topology: str) -> subprocess.CompletedProcess:
+    """`compile` of a one-layer tiny model at a global batch of 262,144: too big for any chip."""
+    return run_cli(
+        "compile",
+        [
+            "--config",
+            "tiny.py",
+            "--topology",
+            topology,
+            "--config.global_batch_size=262144",
+            "--config.model.num_layers=1",
+            "--config.model.hidden_dim=64",
+            "--config.model.mlp_dim=128",
+            "--config.model.vocab_size=512",
+        ],
+    )

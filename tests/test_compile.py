@@ -9,7 +9,7 @@ import math
 import jax
 import pytest
 from conftest import small_config
-from subprocess_utils import run_cli
+from subprocess_utils import compile_tiny_beyond_memory
 
 from item_jax import accelerators, aot_report, hlo_collectives, sharding, tpu_topology
 from item_jax import batch as batch_lib
@@ -92,20 +92,7 @@ def test_fsdp_shards_the_reported_state():
 
 @pytest.mark.slow
 def test_a_step_that_cannot_fit_exits_1_naming_the_shortfall():
-    result = run_cli(
-        "compile",
-        [
-            "--config",
-            "tiny.py",
-            "--topology",
-            TOPOLOGY,
-            "--config.global_batch_size=262144",
-            "--config.model.num_layers=1",
-            "--config.model.hidden_dim=64",
-            "--config.model.mlp_dim=128",
-            "--config.model.vocab_size=512",
-        ],
-    )
+    result = compile_tiny_beyond_memory(TOPOLOGY)
     assert result.returncode == 1, result.stderr[-2000:]
     assert "does not fit one v5e chip's 16.00 GiB HBM: over by" in result.stderr
     assert "--config.mesh.fsdp" in result.stderr and "--max_batch" in result.stderr

@@ -10,7 +10,7 @@ import math
 import jax
 import pytest
 from conftest import small_config
-from subprocess_utils import run_cli
+from subprocess_utils import compile_tiny_beyond_memory
 
 from item_jax import accelerators, aot_report, gpu_target, hlo_collectives, profiling
 from item_jax import batch as batch_lib
@@ -85,20 +85,7 @@ def test_the_table_speaks_of_gpus(report):
 def test_a_gpu_step_that_cannot_fit_exits_1_naming_the_shortfall():
     # XLA:GPU does not refuse a program larger than the GPU (it warns that rematerialization
     # could not bring it down); the report compares XLA's total with the GPU's memory.
-    result = run_cli(
-        "compile",
-        [
-            "--config",
-            "tiny.py",
-            "--topology",
-            TOPOLOGY,
-            "--config.global_batch_size=262144",
-            "--config.model.num_layers=1",
-            "--config.model.hidden_dim=64",
-            "--config.model.mlp_dim=128",
-            "--config.model.vocab_size=512",
-        ],
-    )
+    result = compile_tiny_beyond_memory(TOPOLOGY)
     assert result.returncode == 1, result.stderr[-2000:]
     assert "does not fit one H100 GPU's 74.51 GiB memory: over by" in result.stderr
     assert "32768 per GPU" in result.stderr and "--max_batch" in result.stderr

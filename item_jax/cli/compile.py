@@ -53,12 +53,17 @@ def _gib(num_bytes) -> str:
     return "?" if num_bytes is None else f"{num_bytes / GIB:.2f}"
 
 
+def _device_kind(report: dict) -> tuple[bool, str]:
+    """(whether the report is for GPUs, the word for one device: "GPU" or "chip")."""
+    gpu = report.get("platform") == "gpu"
+    return gpu, "GPU" if gpu else "chip"
+
+
 def format_report(report: dict) -> str:
     """The human-readable table of a compile report."""
     memory = report["memory"]
     mesh = " ".join(f"{axis}={size}" for axis, size in report["mesh"].items())
-    gpu = report.get("platform") == "gpu"
-    unit = "GPU" if gpu else "chip"
+    gpu, unit = _device_kind(report)
     where = (
         f"{report['chips']} GPUs"
         if gpu
@@ -143,8 +148,7 @@ def knobs_message(report: dict, config) -> str:
     memory, mesh = report["memory"], report["mesh"]
     per_chip = config.global_batch_size // (mesh["data"] * mesh["fsdp"])
     detail = f" ({report['xla_error']})" if report.get("xla_error") else ""
-    gpu = report.get("platform") == "gpu"
-    unit = "GPU" if gpu else "chip"
+    gpu, unit = _device_kind(report)
     memory_name = (
         f"{report['chip']} GPU's {_gib(memory['hbm_bytes'])} GiB memory"
         if gpu
