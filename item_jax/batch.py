@@ -9,6 +9,7 @@ Every batch the model sees is a dict with these keys (B rows, L text slots, S x 
   has_title       int32   [B]           0: the title is empty (`[CLS] [SEP]` only)
   group_index     int32   [B]           product group (ITM negatives come from other groups)
   category_index  int32   [B]           leaf category (evaluation only)
+  seller_index    int32   [B]           who listed it (negatives come from the same seller)
   valid           int32   [B]           0 on padding rows of a final partial batch
 
 The model itself reads the first four (`MODEL_INPUT_KEYS`). The input pipeline
@@ -34,6 +35,7 @@ BATCH_KEYS = (
     "has_title",
     "group_index",
     "category_index",
+    "seller_index",
     "valid",
 )
 MODEL_INPUT_KEYS = ("text_tokens", "text_mask", "image", "has_image")
@@ -91,6 +93,7 @@ def random_batch(dims, batch_size: int, seed: int = 0) -> dict[str, np.ndarray]:
         has_title=ones,
         group_index=np.arange(batch_size, dtype=np.int32) // 2,
         category_index=np.zeros((batch_size,), np.int32),
+        seller_index=np.zeros((batch_size,), np.int32),
         valid=ones,
     )
 

@@ -153,6 +153,7 @@ def draw_itm_partners(
     negative_fraction: float,
     num_candidates: int = 8,
     num_shards: int = 1,
+    seller_index: Array | None = None,
 ) -> tuple[Array, Array]:
     """Picks, for a fraction of examples, another example's image from the batch.
 
@@ -164,6 +165,8 @@ def draw_itm_partners(
     `B / num_shards` consecutive examples (its data-parallel device's shard of the batch;
     `config.masking.itm_partners = "shard"`), so that taking the partners' images needs no
     communication (`gather_within_shards`). One shard is the draw over the whole batch.
+    With `seller_index` a partner must also be the example's own seller's
+    (`config.same_seller_negatives`).
 
     Args:
       rng: PRNG key.
@@ -172,6 +175,7 @@ def draw_itm_partners(
       negative_fraction: q, the fraction of examples made into mismatched pairs.
       num_candidates: partners tried per example.
       num_shards: blocks of the batch that partners are drawn within; divides B.
+      seller_index: int [B] or None: who listed each example.
 
     Returns:
       (image_source [B] int32: whose image each example gets (a global index); matched [B]
@@ -192,6 +196,9 @@ def draw_itm_partners(
         & (gather_within_shards(eligible, candidates, num_shards) > 0)
         & (candidates != jnp.arange(batch_size)[:, None])
     )
+    if seller_index is not None:
+        same_seller = gather_within_shards(seller_index, candidates, num_shards)
+        valid = valid & (same_seller == seller_index[:, None])
     has_valid = valid.any(axis=1)
     first_valid = jnp.argmax(valid, axis=1)
     partner = jnp.take_along_axis(candidates, first_valid[:, None], axis=1)[:, 0]

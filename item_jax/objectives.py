@@ -286,6 +286,7 @@ def make_objective_fns(model: ItemModel, config, batch_shards: int = 1) -> Objec
                 both_modalities,
                 config.masking.itm_negative_fraction,
                 num_shards=itm_shards,
+                seller_index=batch["seller_index"] if config.same_seller_negatives else None,
             )
             images = masking.gather_within_shards(images, image_source, itm_shards)
         else:
@@ -383,6 +384,7 @@ def make_objective_fns(model: ItemModel, config, batch_shards: int = 1) -> Objec
         anchors = model.apply({"params": params}, anchor_cls, method=ItemModel.embed_product)
         # A listing whose photo ITM swapped is not an anchor of itself.
         anchor_weights = targets["matched"].astype(jnp.float32) * targets["valid"]
+        seller_index = batch["seller_index"] if config.same_seller_negatives else None
         losses, accuracies, embedded = [], [], {}
         for index, view in enumerate(contrastive_views):
             view_rng, dropout_rng = jax.random.split(jax.random.fold_in(rng, index))
@@ -402,6 +404,7 @@ def make_objective_fns(model: ItemModel, config, batch_shards: int = 1) -> Objec
                 view_weights,
                 config.contrastive.temperature,
                 config.contrastive.hard_negative_beta,
+                seller_index,
             )
             losses.append(loss)
             accuracies.append(accuracy)
@@ -421,6 +424,7 @@ def make_objective_fns(model: ItemModel, config, batch_shards: int = 1) -> Objec
                 second_weights,
                 config.contrastive.temperature,
                 config.contrastive.hard_negative_beta,
+                seller_index,
             )
             cross_losses.append(loss)
         loss = sum(losses) / len(losses) if losses else 0.0
@@ -458,6 +462,7 @@ def info_nce(
     view_weights: Array,
     temperature: float,
     hard_negative_beta: float = 0.0,
+    seller_index: Array | None = None,
 ) -> tuple[Array, Array]:
     """Symmetric InfoNCE over the batch: anchor i's positive is view i, the others negatives.
 
@@ -469,6 +474,11 @@ def info_nce(
         (Robinson et al. 2021), so that the negatives most like the anchor dominate: a
         feature that many listings share (a seller's wording style, a vendor's art style)
         then no longer tells a listing from its negatives, and stops paying.
+      seller_index: [B] or None: who listed each row; a row's negatives are then only the
+        rows of its own seller. Every listing's positives are its own views, by its own
+        seller, so a feature that tells sellers apart (a seller's title template, a
+        vendor's art style) would otherwise solve much of the loss and be all it teaches
+        (docs/experiments.md, section 11).
 
     Returns:
       (mean of the two directions' cross-entropies over the pairs that have both,
@@ -479,12 +489,19 @@ def info_nce(
     pair_weights = anchor_weights * view_weights
     blocked = jnp.finfo(similarity.dtype).min
     positive = jnp.eye(anchors.shape[0], dtype=bool)
+    # Columns each row may be compared with: itself and, with sellers, its own seller's rows.
+    comparable = (
+        positive | (seller_index[:, None] == seller_index[None, :])
+        if seller_index is not None
+        else jnp.ones_like(positive)
+    )
 
     def direction_loss(similarity, column_weights):
         """Cross-entropy of each row's positive (the diagonal) among its valid columns."""
-        logits = jnp.where(column_weights[None, :] > 0, similarity / temperature, blocked)
+        usable = (column_weights[None, :] > 0) & comparable
+        logits = jnp.where(usable, similarity / temperature, blocked)
         if hard_negative_beta > 0:
-            negative = (column_weights[None, :] > 0) & ~positive
+            negative = usable & ~positive
             scores = jnp.where(negative, hard_negative_beta * similarity, blocked)
             log_weights = jax.nn.log_softmax(scores, axis=-1) + jnp.log(
                 jnp.maximum(negative.sum(axis=-1, keepdims=True), 1).astype(similarity.dtype)

@@ -226,6 +226,20 @@ def _set_up_input(config, mesh) -> InputReport:
                 f"{unigram:.2f} nats; a model that reads its inputs goes well below it.",
             )
         )
+    if config.same_seller_negatives:
+        with_seller = info.get("num_with_seller")  # Absent from shards written before it.
+        if with_seller is None:
+            sellers = "the shards were written before sellers, so all are one seller's"
+        elif with_seller:
+            sellers = f"{with_seller} of {info['num_kept']} listings name a seller"
+        else:
+            sellers = "no listing names a seller, so all are one seller's"
+        log_lines.append(
+            (
+                logging.INFO,
+                f"Negatives from each listing's own seller (same_seller_negatives): {sellers}",
+            )
+        )
     return InputReport(info, readable, left_out, tuple(log_lines))
 
 

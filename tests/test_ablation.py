@@ -95,9 +95,16 @@ def test_the_seeing_variants_each_take_back_one_change_from_full():
     for variant, field, value in (
         ("no_pair", "contrastive.cross_views", ""),
         ("linear_stem", "model.patch_stem", "linear"),
+        ("every_seller", "same_seller_negatives", False),
     ):
         config = ablation_config.get_config(variant)
-        section, name = field.split(".")
-        assert config[section][name] == value != full[section][name]
-        config[section][name] = full[section][name]
+        *sections, name = field.split(".")
+        section = config
+        for part in sections:
+            section = section[part]
+        reference = full
+        for part in sections:
+            reference = reference[part]
+        assert section[name] == value != reference[name]
+        section[name] = reference[name]
         assert config.to_dict() == full.to_dict()

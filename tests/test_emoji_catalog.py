@@ -213,6 +213,8 @@ def test_vendors_share_the_emoji_as_product_group(imported):
         listing_id for listing_id, listing in listings.items() if listing["group"] == "2764"
     }
     assert heart_ids == {"google-2764", "twitter-2764", "openmoji-2764"}
+    # Each vendor is the seller of its drawings: negatives in training come from one vendor.
+    assert {listings[i]["seller"] for i in heart_ids} == {"google", "twitter", "openmoji"}
     for listing_id in heart_ids:
         image = Image.open(out_dir / listings[listing_id]["image"])
         assert image.format == "PNG"

@@ -599,6 +599,7 @@ def import_emoji_catalog(
                     "image": drawing.image_path,
                     "category": categories[drawing.group],
                     "group": drawing.group,
+                    "seller": drawing.vendor,
                 }
             )
     manifest = out_dir / MANIFEST_NAME

@@ -62,7 +62,7 @@ def run_ablation(
       data_dir: converted shards shared by every variant.
       workdir: one sub-directory per variant, plus the tables and the plot.
       steps: training steps per variant (default: the config's).
-      variants: a subset of `configs/ablation.py`'s variants (default: all eight).
+      variants: a subset of `configs/ablation.py`'s variants (default: all nine).
       overrides: flattened config fields ({"model.num_layers": 1}) set in every variant.
     """
     all_variants = tuple(ablation_variants.RECIPES)
@@ -160,7 +160,7 @@ def define_flags():
     flags.DEFINE_string("data_dir", None, "Converted shards shared by every variant.")
     flags.DEFINE_string("workdir", None, "One sub-directory per variant, plus the table.")
     flags.DEFINE_integer("steps", None, "Training steps per variant (default: the config's).")
-    flags.DEFINE_list("variants", None, "Subset of variants to run (default: all eight).")
+    flags.DEFINE_list("variants", None, "Subset of variants to run (default: all nine).")
 
 
 def main(argv):

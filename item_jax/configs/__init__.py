@@ -50,6 +50,7 @@ HISTORICAL_VALUES = {
     "contrastive.cross_view_weight": 1.0,
     "contrastive.cross_only_views": "",
     "masking.itm_partners": "global",  # Partners were drawn from the whole batch.
+    "same_seller_negatives": False,  # Negatives came from every seller.
     "data.num_streams": 0,
     "data.on_corrupt_record": "stop",
     # Before evaluators were chosen by name, every one of them ran.

@@ -13,6 +13,11 @@ objectives plus the contrastive extension, docs/experiments.md) with pieces take
   taken back from `full`:
   (g) no_pair:          without the title <-> photo pair of views.
   (h) linear_stem:      ViT's linear patch embedding instead of the convolutional stem.
+  The change that made the emoji set's image side learn (docs/experiments.md, section 11),
+  taken back from `full`:
+  (i) every_seller:     ITM partners and contrastive negatives from every seller in the
+                        batch, not only the listing's own (the same as `full` on a catalog
+                        without sellers, such as the embedded one).
 
 The model and schedule are the main job's (`configs/demo.py`: the tiny config narrowed to 2
 layers of width 128, 2,000 steps), so the `full` row is the main job's model. Validation
@@ -42,9 +47,13 @@ RECIPES = {
     "contrastive_only": ("contrastive", "text,image", "title,image", _CROSS),
     "no_pair": (f"{_ITEM},contrastive", "text,image", "title,image", ""),
     "linear_stem": (f"{_ITEM},contrastive", "text,image", "title,image", _CROSS),
+    "every_seller": (f"{_ITEM},contrastive", "text,image", "title,image", _CROSS),
 }
 # Fields beyond the recipe that a variant changes.
-MODEL_CHANGES = {"linear_stem": {"model.patch_stem": "linear"}}
+MODEL_CHANGES = {
+    "linear_stem": {"model.patch_stem": "linear"},
+    "every_seller": {"same_seller_negatives": False},
+}
 # One variant per recipe: `configs/ablation.py:no_global`; without a variant, `full`.
 VARIANTS = {
     name: dict(

@@ -116,6 +116,13 @@ def default_config() -> ml_collections.ConfigDict:
     # masked patch is one it cannot compare with the title (docs/experiments.md, section 8).
     config.masking.image_rate = 0.25
     config.masking.itm_negative_fraction = 0.5
+    # ITM's mismatched partners and the contrastive negatives of a listing are drawn from
+    # the listings of its own seller in the batch (the manifest's optional "seller"; a
+    # catalog without sellers is one seller, and this changes nothing). A listing's
+    # positives are always its own seller's, so with negatives from every seller "which
+    # seller" (a title template, an art style) solves much of both losses and is what
+    # they teach (docs/experiments.md, section 11).
+    config.same_seller_negatives = True
     # Where an ITM negative's image comes from: "global", any example of the global batch;
     # "shard", an example of the same data-parallel device's block of the batch (B / (data x
     # fsdp) examples). A partner from the global batch costs an all-gather of the images over every

@@ -146,6 +146,7 @@ def serialize_example(
         "category_index": int_feature([category_index]),
         "group": bytes_feature(listing.group.encode("utf-8")),
         "group_index": int_feature([group_index]),
+        "seller": bytes_feature(listing.seller.encode("utf-8")),
     }
     example = tf.train.Example(features=tf.train.Features(feature=features))
     return example.SerializeToString(deterministic=True)
@@ -340,6 +341,7 @@ class CountsFn(beam.CombineFn):
         counts["kept"] += 1
         counts[f"split:{item.split}"] += 1
         counts["without_title"] += not item.listing.title
+        counts["with_seller"] += bool(item.listing.seller)
         counts["aspect_cropped"] += item.aspect_cropped
         for cleaning in item.listing.cleanings:
             counts[f"cleaned:{cleaning}"] += 1

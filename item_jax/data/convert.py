@@ -509,6 +509,9 @@ def _dataset_info(
         "cleaned": cleaned,
         "num_with_image": counts["with_image"],
         "num_without_title": counts["without_title"],
+        # Listings that name a seller (`config.same_seller_negatives` draws negatives
+        # within each one; the others are one seller together).
+        "num_with_seller": counts["with_seller"],
         "splits": splits,
         "num_groups": summary["num_groups"],
         "categories": summary["categories"],
@@ -572,6 +575,7 @@ def format_summary(info: dict[str, Any], out_dir: str) -> str:
         lines.append(
             "Cleaned: " + ", ".join(f"{counter} {count}" for counter, count in cleaned.items())
         )
+    lines.append(f"Listings that name a seller: {info['num_with_seller']}.")
     for split in SPLITS:
         split_info = info["splits"][split]
         lines.append(

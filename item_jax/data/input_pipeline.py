@@ -35,6 +35,8 @@ _FEATURE_SPEC = {
     "title_tokens": tf.io.RaggedFeature(tf.int64),
     "group_index": tf.io.FixedLenFeature([], tf.int64),
     "category_index": tf.io.FixedLenFeature([], tf.int64),
+    # Shards written before the field have no sellers: every listing is then in one.
+    "seller": tf.io.FixedLenFeature([], tf.string, default_value=""),
 }
 _ID_FEATURE_SPEC = {"id": tf.io.FixedLenFeature([], tf.string)}
 _TITLE_FEATURE_SPEC = {"title": tf.io.FixedLenFeature([], tf.string)}
@@ -46,6 +48,12 @@ _MAX_CYCLE_LENGTH = 16
 # all cores inside its map call; small batches are decoded several at once.
 _DECODED_EXAMPLES_IN_FLIGHT_PER_CORE = 64
 _NO_END = 2**62
+
+
+def seller_indices(sellers: tf.Tensor) -> tf.Tensor:
+    """Sellers (strings) -> int32 ids, equal for equal sellers: a fingerprint, so that shards
+    need no seller vocabulary (two sellers share an id with odds of about 2^-31)."""
+    return tf.cast(tf.strings.to_hash_bucket_fast(sellers, 2**31 - 1), tf.int32)
 
 
 def list_split_files(data_dir: str, split: str) -> list[str]:
@@ -526,6 +534,7 @@ def _parse_batches(
             "has_title": has_title,
             "group_index": tf.cast(features["group_index"], tf.int32),
             "category_index": tf.cast(features["category_index"], tf.int32),
+            "seller_index": seller_indices(features["seller"]),
             "valid": tf.ones_like(has_image),
         }
         if with_ids:

@@ -1,9 +1,10 @@
 """Reads a catalog manifest (JSONL or CSV), validates each listing and cleans its text.
 
-A manifest line is `{"id", "title", "image", "category"?, "group"?}` (docs/design.md,
-"Data format"); a CSV has the same columns in a header row. `image` is a path relative to
-the manifest (or an absolute path or URL), `""` for a listing without a photo. The manifest
-and images may lie on any filesystem `file_io` reads (local, `gs://`, ...).
+A manifest line is `{"id", "title", "image", "category"?, "group"?, "seller"?}`
+(docs/design.md, "Data format"); a CSV has the same columns in a header row. `image` is a
+path relative to the manifest (or an absolute path or URL), `""` for a listing without a
+photo. The manifest and images may lie on any filesystem `file_io` reads (local, `gs://`,
+...).
 
 Every line becomes either a `Listing` or a `Reject` with a reason code; nothing is dropped
 silently. Text is cleaned, and each cleaning counted per listing:
@@ -47,7 +48,7 @@ MANIFEST_REJECT_REASONS = (
 CLEANED_INVALID_UTF8 = "invalid_utf8"
 CLEANED_CONTROL_CHARACTERS = "control_characters"
 
-TEXT_FIELDS = ("id", "title", "image", "category", "group")
+TEXT_FIELDS = ("id", "title", "image", "category", "group", "seller")
 CSV_EXTENSIONS = (".csv",)
 
 
@@ -62,6 +63,9 @@ class Listing:
     category: str
     group: str
     cleanings: frozenset[str] = frozenset()  # Cleaning counters that applied to its text.
+    # Who listed it (a seller, a shop, a vendor): training draws each listing's negatives
+    # from its own seller's listings (`config.same_seller_negatives`); "" when not given.
+    seller: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -297,7 +301,7 @@ def _claim_from_record(
         fields[name] = value
 
     cleanings = set()
-    for name in ("id", "title", "category", "group"):
+    for name in ("id", "title", "category", "group", "seller"):
         fields[name], found = clean_text(fields[name])
         cleanings |= found
 
@@ -339,6 +343,7 @@ def _claim_from_record(
             fields["category"],
             fields["group"],
             frozenset(cleanings),
+            fields["seller"],
         ),
     )
 

@@ -1,0 +1,128 @@
+"""Negatives from a listing's own seller (`config.same_seller_negatives`): the manifest's
+"seller" reaches the batch, and ITM partners and contrastive negatives stay within it."""
+
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from item_jax import configs, masking, objectives
+from item_jax.catalogs import synthetic as synthetic_catalog
+from item_jax.data import convert, dataset_info, input_pipeline, manifest
+
+
+def _unit(x):
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_info_nce_with_sellers_is_each_sellers_own_info_nce():
+    rng = np.random.default_rng(0)
+    anchors = _unit(rng.normal(size=(9, 8)))
+    views = _unit(anchors + 0.5 * rng.normal(size=(9, 8)))
+    anchors, views = jnp.asarray(anchors, jnp.float32), jnp.asarray(views, jnp.float32)
+    sellers = jnp.asarray([0, 0, 0, 1, 1, 1, 1, 2, 2])
+    ones = jnp.ones((9,))
+    loss, _ = objectives.info_nce(anchors, views, ones, ones, 0.1, seller_index=sellers)
+    # Each row's cross-entropy is the one over its seller's rows alone: the mean over rows
+    # is the sellers' own InfoNCE losses weighted by their row counts.
+    expected = 0.0
+    for rows in (np.arange(0, 3), np.arange(3, 7), np.arange(7, 9)):
+        own, _ = objectives.info_nce(anchors[rows], views[rows], ones[rows], ones[rows], 0.1)
+        expected += len(rows) * float(own) / 9
+    np.testing.assert_allclose(float(loss), expected, rtol=1e-5)
+
+    every_seller, _ = objectives.info_nce(anchors, views, ones, ones, 0.1)
+    assert abs(float(loss) - float(every_seller)) > 1e-2
+    one_seller, _ = objectives.info_nce(
+        anchors, views, ones, ones, 0.1, seller_index=jnp.zeros((9,), jnp.int32)
+    )
+    np.testing.assert_allclose(float(one_seller), float(every_seller), rtol=1e-6)
+
+
+def test_itm_partners_are_the_same_sellers_and_one_seller_changes_nothing():
+    rng = np.random.default_rng(1)
+    groups = jnp.arange(64, dtype=jnp.int32) // 2
+    eligible = jnp.ones((64,), jnp.int32)
+    sellers = jnp.asarray(rng.integers(0, 3, 64), jnp.int32)
+    key = jax.random.PRNGKey(4)
+    source, matched = masking.draw_itm_partners(key, groups, eligible, 0.5, seller_index=sellers)
+    mismatched = np.asarray(matched) == 0
+    assert mismatched.sum() >= 16
+    source, sellers, groups = np.asarray(source), np.asarray(sellers), np.asarray(groups)
+    np.testing.assert_array_equal(sellers[source[mismatched]], sellers[mismatched])
+    assert (groups[source[mismatched]] != groups[mismatched]).all()
+
+    plain = masking.draw_itm_partners(key, jnp.asarray(groups), eligible, 0.5)
+    one_seller = masking.draw_itm_partners(
+        key, jnp.asarray(groups), eligible, 0.5, seller_index=jnp.zeros((64,), jnp.int32)
+    )
+    for got, want in zip(one_seller, plain):
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+
+
+def test_stored_runs_drew_negatives_from_every_seller():
+    assert configs.upgrade_stored_config({"seed": 0}).same_seller_negatives is False
+
+
+@pytest.fixture(scope="module")
+def seller_shards(tmp_path_factory):
+    """A small embedded catalog whose listings name one of three sellers, converted."""
+    root = tmp_path_factory.mktemp("sellers")
+    manifest_path = synthetic_catalog.generate_catalog(
+        root / "catalog", num_products=24, listings_per_product=3, image_size=32
+    )
+    lines = manifest_path.read_text("utf-8").splitlines()
+    records = [json.loads(line) for line in lines]
+    for index, record in enumerate(records):
+        record["seller"] = f"shop {index % 3}"
+    manifest_path.write_text("".join(json.dumps(r) + "\n" for r in records), "utf-8")
+    convert.convert_catalog(
+        str(manifest_path),
+        str(root / "shards"),
+        image_size=32,
+        vocab_size=256,
+        num_workers=1,
+        show_progress=False,
+    )
+    return manifest_path, {r["id"]: r["seller"] for r in records}, str(root / "shards")
+
+
+def test_manifest_sellers_reach_the_batch(seller_shards):
+    manifest_path, seller_of, shard_dir = seller_shards
+    listings = manifest.read_manifest(str(manifest_path)).listings
+    assert {listing.seller for listing in listings} == {"shop 0", "shop 1", "shop 2"}
+    assert dataset_info.load_dataset_info(shard_dir)["num_with_seller"] == len(listings) == 72
+
+    sellers, ids = [], []
+    for batch, batch_ids in input_pipeline.iterate_eval_batches(
+        shard_dir, "train", image_size=32, max_text_len=16, batch_size=16
+    ):
+        sellers.extend(batch["seller_index"][: len(batch_ids)].tolist())
+        ids.extend(batch_ids)
+    assert len(ids) > 30
+    names = np.asarray([seller_of[listing_id] for listing_id in ids])
+    sellers = np.asarray(sellers)
+    same_name = names[:, None] == names[None, :]
+    np.testing.assert_array_equal(sellers[:, None] == sellers[None, :], same_name)
+
+
+def test_shards_without_sellers_are_one_seller(tmp_path):
+    path = str(tmp_path / "train-00000-of-00001.tfrecord")
+    with tf.io.TFRecordWriter(path) as writer:
+        for index in range(3):
+            feature = {
+                "id": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"x%d" % index])),
+                "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b""])),
+                "title_tokens": tf.train.Feature(int64_list=tf.train.Int64List(value=[7, 8])),
+                "group_index": tf.train.Feature(int64_list=tf.train.Int64List(value=[index])),
+                "category_index": tf.train.Feature(int64_list=tf.train.Int64List(value=[0])),
+            }
+            example = tf.train.Example(features=tf.train.Features(feature=feature))
+            writer.write(example.SerializeToString())
+    (batch, _), *_ = input_pipeline.iterate_eval_batches(
+        str(tmp_path), "train", image_size=16, max_text_len=8, batch_size=3
+    )
+    assert len(set(batch["seller_index"].tolist())) == 1
