@@ -489,16 +489,14 @@ def info_nce(
     pair_weights = anchor_weights * view_weights
     blocked = jnp.finfo(similarity.dtype).min
     positive = jnp.eye(anchors.shape[0], dtype=bool)
-    # Columns each row may be compared with: itself and, with sellers, its own seller's rows.
-    comparable = (
-        positive | (seller_index[:, None] == seller_index[None, :])
-        if seller_index is not None
-        else jnp.ones_like(positive)
-    )
+    # With sellers, the columns each row may be compared with: itself and its seller's rows.
+    same_seller = None if seller_index is None else seller_index[:, None] == seller_index[None, :]
 
     def direction_loss(similarity, column_weights):
         """Cross-entropy of each row's positive (the diagonal) among its valid columns."""
-        usable = (column_weights[None, :] > 0) & comparable
+        usable = column_weights[None, :] > 0
+        if same_seller is not None:
+            usable = usable & (same_seller | positive)
         logits = jnp.where(usable, similarity / temperature, blocked)
         if hard_negative_beta > 0:
             negative = usable & ~positive

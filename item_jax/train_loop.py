@@ -9,6 +9,7 @@ multi-process run every process stops at the same step. The command line is
 `item_jax/cli/train.py`; docs/launch.md describes preemption and resume.
 """
 
+import copy
 import dataclasses
 import json
 import math
@@ -228,16 +229,16 @@ def _set_up_input(config, mesh) -> InputReport:
         )
     if config.same_seller_negatives:
         with_seller = info.get("num_with_seller")  # Absent from shards written before it.
-        if with_seller is None:
-            sellers = "the shards were written before sellers, so all are one seller's"
-        elif with_seller:
-            sellers = f"{with_seller} of {info['num_kept']} listings name a seller"
-        else:
-            sellers = "no listing names a seller, so all are one seller's"
         log_lines.append(
             (
                 logging.INFO,
-                f"Negatives from each listing's own seller (same_seller_negatives): {sellers}",
+                "Negatives from each listing's own seller (same_seller_negatives): "
+                + (
+                    f"{with_seller} of {info['num_kept']} listings name a seller"
+                    if with_seller
+                    else "no listing names a seller, so all are one seller's and the step "
+                    "is built without the seller mask (same_seller_negatives = False)"
+                ),
             )
         )
     return InputReport(info, readable, left_out, tuple(log_lines))
@@ -308,6 +309,10 @@ def _train(
     data = _set_up_input(config, mesh)
     for level, line in data.log_lines:
         logging.log(level, "%s", line)
+    if config.same_seller_negatives and not data.info.get("num_with_seller"):
+        # One seller: the very program (and the stored config) of the field turned off.
+        config = copy.deepcopy(config)
+        config.same_seller_negatives = False
 
     # --- Model, optimizer, sharded state -----------------------------------------------
     model = model_from_config(config.model)
