@@ -2,14 +2,16 @@
 "seller" reaches the batch, and ITM partners and contrastive negatives stay within it."""
 
 import json
+import os
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import small_config
 
-from item_jax import configs, masking, objectives
+from item_jax import configs, masking, objectives, train_loop
 from item_jax.catalogs import synthetic as synthetic_catalog
 from item_jax.data import convert, dataset_info, input_pipeline, manifest
 
@@ -72,7 +74,7 @@ def seller_shards(tmp_path_factory):
     """A small embedded catalog whose listings name one of three sellers, converted."""
     root = tmp_path_factory.mktemp("sellers")
     manifest_path = synthetic_catalog.generate_catalog(
-        root / "catalog", num_products=24, listings_per_product=3, image_size=32
+        root / "catalog", num_products=48, listings_per_product=3, image_size=48
     )
     lines = manifest_path.read_text("utf-8").splitlines()
     records = [json.loads(line) for line in lines]
@@ -83,7 +85,7 @@ def seller_shards(tmp_path_factory):
         str(manifest_path),
         str(root / "shards"),
         image_size=32,
-        vocab_size=256,
+        vocab_size=512,
         num_workers=1,
         show_progress=False,
     )
@@ -94,7 +96,7 @@ def test_manifest_sellers_reach_the_batch(seller_shards):
     manifest_path, seller_of, shard_dir = seller_shards
     listings = manifest.read_manifest(str(manifest_path)).listings
     assert {listing.seller for listing in listings} == {"shop 0", "shop 1", "shop 2"}
-    assert dataset_info.load_dataset_info(shard_dir)["num_with_seller"] == len(listings) == 72
+    assert dataset_info.load_dataset_info(shard_dir)["num_with_seller"] == len(listings) == 144
 
     sellers, ids = [], []
     for batch, batch_ids in input_pipeline.iterate_eval_batches(
@@ -126,3 +128,20 @@ def test_shards_without_sellers_are_one_seller(tmp_path):
         str(tmp_path), "train", image_size=16, max_text_len=8, batch_size=3
     )
     assert len(set(batch["seller_index"].tolist())) == 1
+
+
+def test_a_catalog_without_sellers_trains_without_the_seller_mask(trained_workdir):
+    with open(os.path.join(trained_workdir, "config.json"), encoding="utf-8") as f:
+        assert json.load(f)["same_seller_negatives"] is False
+
+
+def test_a_catalog_with_sellers_trains_with_them(seller_shards, tmp_path):
+    _, _, shard_dir = seller_shards
+    config = small_config(
+        total_steps=2, eval_every_steps=0, checkpoint_every_steps=2, **{"data.dir": shard_dir}
+    )
+    config.objectives = objectives.ITEM_OBJECTIVES + ",contrastive"
+    metrics = train_loop.train_and_evaluate(config, str(tmp_path))
+    assert np.isfinite(metrics["loss"]) and metrics["itm_loss"] > 0
+    with open(tmp_path / "config.json", encoding="utf-8") as f:
+        assert json.load(f)["same_seller_negatives"] is True
