@@ -165,8 +165,8 @@ def draw_itm_partners(
     `B / num_shards` consecutive examples (its data-parallel device's shard of the batch;
     `config.masking.itm_partners = "shard"`), so that taking the partners' images needs no
     communication (`gather_within_shards`). One shard is the draw over the whole batch.
-    With `seller_index` a partner must also be the example's own seller's
-    (`config.same_seller_negatives`).
+    With `seller_index` the partner is the example's own seller's whenever one of its
+    candidates is (`config.same_seller_negatives`).
 
     Args:
       rng: PRNG key.
@@ -197,8 +197,12 @@ def draw_itm_partners(
         & (candidates != jnp.arange(batch_size)[:, None])
     )
     if seller_index is not None:
-        same_seller = gather_within_shards(seller_index, candidates, num_shards)
-        valid = valid & (same_seller == seller_index[:, None])
+        # A partner of the example's own seller where one is among the candidates, else any
+        # (in a catalog of many sellers most would otherwise have no mismatched pair).
+        same_seller = valid & (
+            gather_within_shards(seller_index, candidates, num_shards) == seller_index[:, None]
+        )
+        valid = jnp.where(same_seller.any(axis=1, keepdims=True), same_seller, valid)
     has_valid = valid.any(axis=1)
     first_valid = jnp.argmax(valid, axis=1)
     partner = jnp.take_along_axis(candidates, first_valid[:, None], axis=1)[:, 0]

@@ -455,6 +455,12 @@ def make_objective_fns(model: ItemModel, config, batch_shards: int = 1) -> Objec
     return ObjectiveFns(prepare=prepare, head_losses=head_losses, loss=loss)
 
 
+# A row's own seller's negatives in the batch below which it keeps the whole batch's
+# (`info_nce`'s `seller_index`): with many sellers, most rows would otherwise compare with
+# one or two listings, a loss that teaches nothing.
+MIN_SELLER_NEGATIVES = 4
+
+
 def info_nce(
     anchors: Array,
     views: Array,
@@ -463,6 +469,7 @@ def info_nce(
     temperature: float,
     hard_negative_beta: float = 0.0,
     seller_index: Array | None = None,
+    min_seller_negatives: int = MIN_SELLER_NEGATIVES,
 ) -> tuple[Array, Array]:
     """Symmetric InfoNCE over the batch: anchor i's positive is view i, the others negatives.
 
@@ -475,10 +482,13 @@ def info_nce(
         feature that many listings share (a seller's wording style, a vendor's art style)
         then no longer tells a listing from its negatives, and stops paying.
       seller_index: [B] or None: who listed each row; a row's negatives are then only the
-        rows of its own seller. Every listing's positives are its own views, by its own
-        seller, so a feature that tells sellers apart (a seller's title template, a
-        vendor's art style) would otherwise solve much of the loss and be all it teaches
-        (docs/experiments.md, section 11).
+        rows of its own seller, where the batch holds `min_seller_negatives` of them (a
+        row with fewer keeps the whole batch's, or it would compare with next to nothing).
+        Every listing's positives are its own views, by its own seller, so a feature that
+        tells sellers apart (a seller's title template, a vendor's art style) would
+        otherwise solve much of the loss and be all it teaches (docs/experiments.md,
+        section 11).
+      min_seller_negatives: see `seller_index`.
 
     Returns:
       (mean of the two directions' cross-entropies over the pairs that have both,
@@ -489,14 +499,15 @@ def info_nce(
     pair_weights = anchor_weights * view_weights
     blocked = jnp.finfo(similarity.dtype).min
     positive = jnp.eye(anchors.shape[0], dtype=bool)
-    # With sellers, the columns each row may be compared with: itself and its seller's rows.
     same_seller = None if seller_index is None else seller_index[:, None] == seller_index[None, :]
 
     def direction_loss(similarity, column_weights):
         """Cross-entropy of each row's positive (the diagonal) among its valid columns."""
         usable = column_weights[None, :] > 0
-        if same_seller is not None:
-            usable = usable & (same_seller | positive)
+        if same_seller is not None:  # Itself and its own seller's rows, where there are enough.
+            own = usable & (same_seller | positive)
+            enough = (own & ~positive).sum(axis=1, keepdims=True) >= min_seller_negatives
+            usable = jnp.where(enough, own, usable)
         logits = jnp.where(usable, similarity / temperature, blocked)
         if hard_negative_beta > 0:
             negative = usable & ~positive

@@ -257,7 +257,7 @@ def estimated_bytes(item: Kept, tokens: list[int]) -> int:
     listing = item.listing
     text_bytes = sum(
         len(value.encode("utf-8"))
-        for value in (listing.id, listing.title, listing.category, listing.group)
+        for value in (listing.id, listing.title, listing.category, listing.group, listing.seller)
     )
     return len(item.jpeg) + text_bytes + 2 * len(tokens) + _EXAMPLE_OVERHEAD_BYTES
 

@@ -285,7 +285,7 @@ def _claim_from_record(
         value = record.get(name)
         if value is None:
             value = ""
-        elif name == "id" and isinstance(value, int) and not isinstance(value, bool):
+        elif name in ("id", "seller") and isinstance(value, int) and not isinstance(value, bool):
             value = str(value)
         if not isinstance(value, str):
             return Claim(
