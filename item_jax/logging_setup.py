@@ -20,6 +20,7 @@ import gc
 import logging
 import sys
 import traceback
+import warnings
 
 from absl import logging as absl_logging
 
@@ -79,10 +80,16 @@ def _in_asyncio(tb) -> bool:
 
 
 def silence_after_error() -> None:
-    """Reports still pending (tasks collected now) are logged; later ones are dropped."""
+    """Reports still pending (tasks collected now) are logged; later ones are dropped.
+
+    Later ones include the warnings printed as the interpreter exits: an aborted write's
+    coroutines that were never awaited are collected then ("RuntimeWarning: coroutine ...
+    was never awaited"), after the command's `error:` line.
+    """
     gc.collect()
     logging.disable(logging.CRITICAL)
     sys.unraisablehook = lambda unraisable: None
+    warnings.simplefilter("ignore")
 
 
 def quiet_library_logs() -> None:

@@ -7,9 +7,11 @@ fast. The traceback is printed only with `--verbose`.
 import os
 import re
 import shutil
+import subprocess
+import sys
 
 import pytest
-from subprocess_utils import SMALL_CONFIG_FLAGS, run_cli
+from subprocess_utils import REPO_ROOT, SMALL_CONFIG_FLAGS, run_cli
 
 from item_jax.data import dataset_info
 
@@ -201,3 +203,29 @@ def test_ablation_names_missing_shards_and_an_unknown_variant(tmp_path):
         )
     )
     assert "unknown ablation variants ['clip']" in last
+
+
+_FAIL_WITH_A_COROUTINE_NEVER_AWAITED = """
+async def write_fragment():
+    pass
+abandoned = [write_fragment()]  # Collected only as the interpreter exits.
+from item_jax.cli import common
+common.fail("Checkpoint: writing step 2 failed")
+"""
+
+
+def test_the_error_line_stays_last_when_an_abandoned_coroutine_is_collected_at_exit():
+    # A failed checkpoint write leaves Orbax's fragment writers never awaited; Python
+    # warns of each as it exits, after the command's own `error:` line.
+    result = subprocess.run(
+        [sys.executable, "-c", _FAIL_WITH_A_COROUTINE_NEVER_AWAITED],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ, PYTHONPATH=str(REPO_ROOT)),
+    )
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert result.stderr.rstrip().splitlines()[-1] == "error: Checkpoint: writing step 2 failed", (
+        result.stderr[-3000:]
+    )
