@@ -247,6 +247,14 @@ def check_config(config) -> None:
         "data.num_streams",
         f"{num_streams} streams do not divide global_batch_size {config.global_batch_size}",
     )
+    seller_buckets = config.data.seller_buckets
+    _require(
+        isinstance(seller_buckets, int)
+        and not isinstance(seller_buckets, bool)
+        and seller_buckets >= 0,
+        "data.seller_buckets",
+        f"must be a whole number >= 0 (0: batches of any sellers), got {seller_buckets!r}",
+    )
     attention = config.model.attention_implementation
     _require(
         attention in ("", "xla", "cudnn"),

@@ -241,6 +241,19 @@ def _set_up_input(config, mesh) -> InputReport:
                 ),
             )
         )
+    if config.data.seller_buckets:
+        log_lines.append(
+            (
+                logging.INFO,
+                f"Batches by seller (data.seller_buckets={config.data.seller_buckets}): "
+                + (
+                    "each batch of a stream is drawn from one bucket of sellers"
+                    if info.get("num_with_seller")
+                    else "no listing names a seller, so every batch is one seller's as it "
+                    "is (data.seller_buckets = 0)"
+                ),
+            )
+        )
     return InputReport(info, readable, left_out, tuple(log_lines))
 
 
@@ -309,10 +322,14 @@ def _train(
     data = _set_up_input(config, mesh)
     for level, line in data.log_lines:
         logging.log(level, "%s", line)
-    if config.same_seller_negatives and not data.info.get("num_with_seller"):
-        # One seller: the very program (and the stored config) of the field turned off.
+    if not data.info.get("num_with_seller") and (
+        config.same_seller_negatives or config.data.seller_buckets
+    ):
+        # One seller: the very program and batches (and the stored config) of the fields
+        # turned off, so that a resume need not replay the stream for seller buckets.
         config = copy.deepcopy(config)
         config.same_seller_negatives = False
+        config.data.seller_buckets = 0
 
     # --- Model, optimizer, sharded state -----------------------------------------------
     model = model_from_config(config.model)

@@ -18,7 +18,7 @@ IMAGE_SIZE = 16
 MAX_TEXT_LEN = 8
 
 
-def _listing(index: int, rng: np.random.Generator) -> bytes:
+def _listing(index: int, rng: np.random.Generator, seller: str | None = None) -> bytes:
     """One serialized listing; its group_index is its index, so every row is traceable."""
     if index % 7 == 3:
         image = b""
@@ -36,6 +36,8 @@ def _listing(index: int, rng: np.random.Generator) -> bytes:
         "group": [b""],
         "group_index": [index],
     }
+    if seller is not None:
+        features["seller"] = [seller.encode()]
     feature = {}
     for name, values in features.items():
         if name in ("title_tokens", "category_index", "group_index"):
@@ -320,3 +322,72 @@ def test_num_streams_is_validated(num_streams, process_count, message):
     with pytest.raises(config_check.ConfigError, match=f"config.data.num_streams: {message}"):
         config_check.check_config(config)
         config_check.check_config_against_mesh(config, mesh, process_count)
+
+
+# Hashed into different buckets of 8 (the test below checks it), as sellers of a catalog
+# with fewer sellers than buckets mostly are.
+SELLERS = ("google", "openmoji", "twitter")
+
+
+def _write_seller_split(directory, examples_per_seller: int) -> None:
+    """One train file; listing i is SELLERS[i % 3]'s, so a row's seller is its index mod 3."""
+    rng = np.random.default_rng(0)
+    path = os.path.join(directory, "train-00000-of-00001.tfrecord")
+    with tf.io.TFRecordWriter(path) as writer:
+        for index in range(examples_per_seller * len(SELLERS)):
+            writer.write(_listing(index, rng, seller=SELLERS[index % len(SELLERS)]))
+
+
+def test_seller_buckets_draw_each_batch_from_one_seller_and_lose_no_listing(tmp_path):
+    buckets = tf.strings.to_hash_bucket_fast(list(SELLERS), 8).numpy()
+    assert len(set(buckets)) == len(SELLERS)
+    # 8 listings a seller, batches of 4: an epoch is exactly two batches of each seller.
+    _write_seller_split(str(tmp_path), examples_per_seller=8)
+    batches = _take_batches(_host_dataset(str(tmp_path), seller_buckets=8), 12)
+    for batch in batches:
+        assert len(set(batch["group_index"] % 3)) == 1, batch["group_index"]
+        assert len(set(batch["seller_index"])) == 1
+    for epoch in range(2):
+        rows = np.concatenate([b["group_index"] for b in batches[6 * epoch : 6 * epoch + 6]])
+        assert sorted(rows) == list(range(24))
+    # Without buckets the same stream mixes the sellers in its batches.
+    mixed = _take_batches(_host_dataset(str(tmp_path)), 6)
+    assert any(len(set(batch["group_index"] % 3)) > 1 for batch in mixed)
+
+
+def test_seller_buckets_resume_the_same_sequence(tmp_path):
+    _write_seller_split(str(tmp_path), examples_per_seller=7)
+    fresh = _take_batches(_host_dataset(str(tmp_path), seller_buckets=8), 9)
+    resumed = _take_batches(_host_dataset(str(tmp_path), seller_buckets=8, start_batch=5), 4)
+    for expected, actual in zip(fresh[5:], resumed, strict=True):
+        for key in batch_lib.BATCH_KEYS:
+            np.testing.assert_array_equal(expected[key], actual[key], err_msg=key)
+
+
+def test_seller_buckets_change_nothing_for_a_catalog_without_sellers(data_dir):
+    plain = _take_batches(_host_dataset(data_dir), 8)
+    bucketed = _take_batches(_host_dataset(data_dir, seller_buckets=16), 8)
+    for expected, actual in zip(plain, bucketed, strict=True):
+        for key in batch_lib.BATCH_KEYS:
+            np.testing.assert_array_equal(expected[key], actual[key], err_msg=key)
+
+
+def test_global_iterator_reads_batches_by_seller_bucket(tmp_path):
+    _write_seller_split(str(tmp_path), examples_per_seller=8)
+    config = _tiny_config(global_batch_size=8)
+    config.data.seller_buckets = 8
+    for batch in _global_batches(config, str(tmp_path), 4):
+        assert len(set(np.asarray(batch["group_index"]) % 3)) == 1
+
+
+@pytest.mark.parametrize("value", [-1, True])
+def test_seller_buckets_is_validated(value):
+    config = config_defaults.default_config()
+    config.data.seller_buckets = value
+    with pytest.raises(config_check.ConfigError, match="config.data.seller_buckets: must be"):
+        config_check.check_config(config)
+
+
+def test_seller_buckets_need_a_repeating_stream(data_dir):
+    with pytest.raises(ValueError, match="needs repeat and drop_remainder"):
+        _host_dataset(data_dir, seller_buckets=4, repeat=False)

@@ -194,7 +194,10 @@ def test_shards_without_sellers_are_one_seller(tmp_path):
 
 def test_a_catalog_without_sellers_trains_without_the_seller_mask(trained_workdir):
     with open(os.path.join(trained_workdir, "config.json"), encoding="utf-8") as f:
-        assert json.load(f)["same_seller_negatives"] is False
+        stored = json.load(f)
+    assert stored["same_seller_negatives"] is False
+    # Its batches are one seller's as they are: a resume need not replay the stream.
+    assert stored["data"]["seller_buckets"] == 0
 
 
 def test_a_catalog_with_sellers_trains_with_them(seller_shards, tmp_path):
@@ -206,7 +209,9 @@ def test_a_catalog_with_sellers_trains_with_them(seller_shards, tmp_path):
     metrics = train_loop.train_and_evaluate(config, str(tmp_path))
     assert np.isfinite(metrics["loss"]) and metrics["itm_loss"] > 0
     with open(tmp_path / "config.json", encoding="utf-8") as f:
-        assert json.load(f)["same_seller_negatives"] is True
+        stored = json.load(f)
+    assert stored["same_seller_negatives"] is True
+    assert stored["data"]["seller_buckets"] == config.data.seller_buckets > 0
 
 
 def test_a_numeric_seller_is_read_as_text(tmp_path):

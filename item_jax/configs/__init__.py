@@ -52,6 +52,7 @@ HISTORICAL_VALUES = {
     "masking.itm_partners": "global",  # Partners were drawn from the whole batch.
     "same_seller_negatives": False,  # Negatives came from every seller.
     "data.num_streams": 0,
+    "data.seller_buckets": 0,  # Batches of any sellers.
     "data.on_corrupt_record": "stop",
     # Before evaluators were chosen by name, every one of them ran.
     "evaluators": "retrieval,modality_balance,probe,knn,matching,references",

@@ -16,6 +16,8 @@ Order and resume: a stream's element sequence is a deterministic function of
 (seed, stream index, stream count). Epoch `e` shuffles the file order from (seed, e) and the
 records from (seed, stream index, e), so `start_batch=k` can jump straight to the epoch that
 holds batch `k` and skip the rest on serialized records, before anything is decoded.
+With `config.data.seller_buckets` each batch is one seller bucket's next records, so a
+resume replays the stream from its start and skips `k` batches of serialized records.
 """
 
 import os
@@ -83,6 +85,7 @@ def make_host_dataset(
     start_batch: int = 0,
     drop_remainder: bool = True,
     readable=None,
+    seller_buckets: int = 0,
 ) -> tf.data.Dataset:
     """Returns one part (a host's, or a training stream's) of the split as batch dicts.
 
@@ -116,6 +119,9 @@ def make_host_dataset(
       readable: the split's `readable_records.ReadableRecords` (skip mode: the readable
         prefix of each damaged shard, less the listings whose image does not decode); None
         reads every record.
+      seller_buckets: > 0: every batch is drawn from one of this many buckets of sellers
+        (`config.data.seller_buckets`; needs `repeat` and `drop_remainder`); 0: batches
+        in shuffled order, whatever their sellers.
 
     Returns:
       Dataset of dicts with the keys of `item_jax/batch.py`: `image` float32 [B, S, S, 3],
@@ -126,15 +132,23 @@ def make_host_dataset(
         raise ValueError(f"host_batch_size must be positive, got {host_batch_size}")
     if start_batch < 0:
         raise ValueError(f"start_batch must be >= 0, got {start_batch}")
+    if seller_buckets < 0:
+        raise ValueError(f"seller_buckets must be >= 0, got {seller_buckets}")
+    if seller_buckets and not (repeat and drop_remainder):
+        raise ValueError(
+            "seller_buckets batches a repeating stream: needs repeat and drop_remainder"
+        )
     files = list_split_files(data_dir, split)
     host_files, shard_examples = _host_files(files, process_index, process_count)
     record_limits, dropped_records = _host_readable(readable, host_files)
+    # Batches by seller bucket are not runs of consecutive records, so their resume replays
+    # the stream from its start and skips whole batches (serialized, before decoding).
     first_epoch, skip_in_epoch = _resume_position(
         host_files,
         shard_examples,
         process_index,
         process_count,
-        start_batch * host_batch_size,
+        0 if seller_buckets else start_batch * host_batch_size,
         repeat,
         record_limits,
         dropped_records,
@@ -156,15 +170,36 @@ def make_host_dataset(
         )
     )
     records = records.skip(skip_in_epoch)
-    batches = _parse_batches(
-        records,
-        host_batch_size,
-        image_size,
-        max_text_len,
-        drop_remainder=drop_remainder,
-        with_ids=False,
-    )
+    if seller_buckets:
+        serialized = _batches_by_seller_bucket(records, host_batch_size, seller_buckets)
+        serialized = serialized.skip(start_batch)
+    else:
+        serialized = records.batch(host_batch_size, drop_remainder=drop_remainder)
+    batches = _parse_batches(serialized, host_batch_size, image_size, max_text_len, with_ids=False)
     return batches.with_options(_pipeline_options())
+
+
+def _batches_by_seller_bucket(
+    records: tf.data.Dataset, batch_size: int, num_buckets: int
+) -> tf.data.Dataset:
+    """Serialized records -> batches whose records share a seller bucket, in stream order.
+
+    A batch is emitted when a bucket has collected `batch_size` records, so each holds
+    `num_buckets * batch_size` records at most. Sellers are hashed into buckets: a seller's
+    listings always share one, and with fewer sellers than buckets most sellers have one of
+    their own (a catalog without sellers is one seller: then every batch is the plain run of
+    `batch_size` records).
+    """
+
+    def bucket(record: tf.Tensor) -> tf.Tensor:
+        seller = tf.io.parse_single_example(record, {"seller": _FEATURE_SPEC["seller"]})
+        return tf.strings.to_hash_bucket_fast(seller["seller"], num_buckets)
+
+    return records.group_by_window(
+        key_func=bucket,
+        reduce_func=lambda _, window: window.batch(batch_size, drop_remainder=True),
+        window_size=batch_size,
+    )
 
 
 def iterate_eval_batches(
@@ -204,11 +239,10 @@ def iterate_eval_batches(
         open_file=_file_opener(record_limits, dropped_records),
     )
     batches = _parse_batches(
-        records,
+        records.batch(batch_size),
         batch_size,
         image_size,
         max_text_len,
-        drop_remainder=False,
         with_ids=True,
         with_titles=with_titles,
     )
@@ -297,7 +331,8 @@ def make_global_iterator(
 
     Args:
       config: uses model.image_size, model.max_text_len, global_batch_size,
-        data.shuffle_buffer (per stream), data.prefetch_batches, data.num_streams and seed.
+        data.shuffle_buffer (per stream), data.prefetch_batches, data.num_streams,
+        data.seller_buckets and seed.
       data_dir: directory of the converter's shards.
       mesh: the device mesh the batch is laid out on.
       batch_sharding: a `jax.sharding.Sharding` for every key, or a dict of them by key.
@@ -326,6 +361,7 @@ def make_global_iterator(
             repeat=True,
             start_batch=start_step,
             readable=readable,
+            seller_buckets=config.data.seller_buckets,
         )
         for stream in streams
     ]
@@ -497,15 +533,15 @@ def _epoch_records(
 
 
 def _parse_batches(
-    records: tf.data.Dataset,
+    serialized_batches: tf.data.Dataset,
     batch_size: int,
     image_size: int,
     max_text_len: int,
     *,
-    drop_remainder: bool,
     with_ids: bool,
     with_titles: bool = False,
 ) -> tf.data.Dataset:
+    """Batches of serialized records ([<= batch_size] strings) -> decoded batch dicts."""
     feature_spec = dict(
         _FEATURE_SPEC,
         **(_ID_FEATURE_SPEC if with_ids else {}),
@@ -543,8 +579,7 @@ def _parse_batches(
             batch["title"] = features["title"]
         return batch
 
-    batches = records.batch(batch_size, drop_remainder=drop_remainder)
-    batches = batches.map(
+    batches = serialized_batches.map(
         parse_and_preprocess,
         num_parallel_calls=_batches_decoded_at_once(batch_size),
         deterministic=True,
