@@ -92,19 +92,21 @@ def test_missing_shards_are_named_before_anything_is_built(tmp_path, monkeypatch
 
 def test_the_seeing_variants_each_take_back_one_change_from_full():
     full = ablation_config.get_config("full")
-    for variant, field, value in (
-        ("no_pair", "contrastive.cross_views", ""),
-        ("linear_stem", "model.patch_stem", "linear"),
-        ("every_seller", "same_seller_negatives", False),
+    for variant, changes in (
+        ("no_pair", {"contrastive.cross_views": ""}),
+        ("linear_stem", {"model.patch_stem": "linear"}),
+        # Negatives from every seller, and batches that hold every seller to draw them from.
+        ("every_seller", {"same_seller_negatives": False, "data.seller_buckets": 0}),
     ):
         config = ablation_config.get_config(variant)
-        *sections, name = field.split(".")
-        section = config
-        for part in sections:
-            section = section[part]
-        reference = full
-        for part in sections:
-            reference = reference[part]
-        assert section[name] == value != reference[name]
-        section[name] = reference[name]
+        for field, value in changes.items():
+            *sections, name = field.split(".")
+            section = config
+            for part in sections:
+                section = section[part]
+            reference = full
+            for part in sections:
+                reference = reference[part]
+            assert section[name] == value != reference[name]
+            section[name] = reference[name]
         assert config.to_dict() == full.to_dict()

@@ -15,9 +15,10 @@ objectives plus the contrastive extension, docs/experiments.md) with pieces take
   (h) linear_stem:      ViT's linear patch embedding instead of the convolutional stem.
   The change that made the emoji set's image side learn (docs/experiments.md, section 11),
   taken back from `full`:
-  (i) every_seller:     ITM partners and contrastive negatives from every seller in the
-                        batch, not only the listing's own (the same as `full` on a catalog
-                        without sellers, such as the embedded one).
+  (i) every_seller:     batches of every seller, and ITM partners and contrastive
+                        negatives from every seller in the batch, not only the listing's
+                        own (the same as `full` on a catalog without sellers, such as the
+                        embedded one).
 
 The model and schedule are the main job's (`configs/demo.py`: the tiny config narrowed to 2
 layers of width 128, 2,000 steps), so the `full` row is the main job's model. Validation
@@ -52,7 +53,7 @@ RECIPES = {
 # Fields beyond the recipe that a variant changes.
 MODEL_CHANGES = {
     "linear_stem": {"model.patch_stem": "linear"},
-    "every_seller": {"same_seller_negatives": False},
+    "every_seller": {"same_seller_negatives": False, "data.seller_buckets": 0},
 }
 # One variant per recipe: `configs/ablation.py:no_global`; without a variant, `full`.
 VARIANTS = {
