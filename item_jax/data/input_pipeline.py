@@ -184,13 +184,15 @@ def _batches_by_seller_bucket(
 ) -> tf.data.Dataset:
     """Serialized records -> batches whose records share a seller bucket, in stream order.
 
-    A batch is emitted when a bucket has collected `batch_size` records, so each holds
-    `num_buckets * batch_size` records at most. Sellers are hashed into buckets: a seller's
-    listings always share one, and with fewer sellers than buckets most sellers have one of
-    their own (a catalog without sellers is one seller: then every batch is the plain run of
-    `batch_size` records).
+    A batch is emitted when a bucket has collected `batch_size` records, so the stream
+    holds fewer than `num_buckets * batch_size` records waiting. Sellers are hashed into
+    buckets: a seller's listings always share one, and with fewer sellers than buckets most
+    sellers have one of their own (a catalog without sellers is one seller: then every batch
+    is the plain run of `batch_size` records).
     """
 
+    # Only the seller is read here, on serialized records, so that a resume can skip whole
+    # batches before anything is decoded; `_parse_batches` reads every field afterwards.
     def bucket(record: tf.Tensor) -> tf.Tensor:
         seller = tf.io.parse_single_example(record, {"seller": _FEATURE_SPEC["seller"]})
         return tf.strings.to_hash_bucket_fast(seller["seller"], num_buckets)
