@@ -2,7 +2,14 @@
 
 from item_jax.errors import ItemJaxError
 from item_jax.evaluation.evaluators import registry as evaluator_registry
-from item_jax.model import BLOCK_NORMS, GELUS, PATCH_STEMS, PRODUCT_EMBEDDINGS, TITLE_POOLINGS
+from item_jax.model import (
+    AUTO_TITLE_POOLING,
+    BLOCK_NORMS,
+    GELUS,
+    PATCH_STEMS,
+    PRODUCT_EMBEDDINGS,
+    TITLE_POOLINGS,
+)
 from item_jax.objectives import (
     CONTRASTIVE_VIEW_NEEDS,
     OBJECTIVE_NAMES,
@@ -76,9 +83,9 @@ def check_config(config) -> None:
         f"{model.product_embedding!r} is not one of {PRODUCT_EMBEDDINGS}",
     )
     _require(
-        model.title_pooling in TITLE_POOLINGS,
+        model.title_pooling in TITLE_POOLINGS + (AUTO_TITLE_POOLING,),
         "model.title_pooling",
-        f"{model.title_pooling!r} is not one of {TITLE_POOLINGS}",
+        f"{model.title_pooling!r} is not one of {TITLE_POOLINGS + (AUTO_TITLE_POOLING,)}",
     )
     if model.patch_stem == "conv":
         _require(

@@ -107,6 +107,11 @@ PRODUCT_EMBEDDINGS = ("views", "fused")
 # `[CLS]` state; "mean", the mean of its final states over the real slots (`[CLS]`, the
 # pieces, `[SEP]`). Training is the same either way: the contrastive title view is `[CLS]`.
 TITLE_POOLINGS = ("cls", "mean")
+# config.model.title_pooling may also be "auto": the trainer measures both poolings on the
+# validation split at the end of training and writes the better one into the workdir's
+# config.json (`train_loop`); until then (and without a validation split) the module pools
+# by the mean.
+AUTO_TITLE_POOLING = "auto"
 GELUS = {"tanh": True, "exact": False}  # model.gelu -> nn.gelu's `approximate`.
 DEFAULT_LAYER_NORM_EPSILON = 1e-6
 
@@ -607,6 +612,10 @@ class ItemModel(nn.Module):
 _CONVERTED_FIELDS = {
     "compute_dtype": ("dtype", {"float32": jnp.float32, "bfloat16": jnp.bfloat16}.__getitem__),
     "attention_implementation": ("attention_implementation", lambda name: name or None),
+    "title_pooling": (
+        "title_pooling",
+        lambda name: "mean" if name == AUTO_TITLE_POOLING else name,
+    ),
 }
 
 

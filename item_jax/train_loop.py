@@ -29,7 +29,7 @@ from item_jax.distributed import preemption_sync_enabled
 from item_jax.errors import ItemJaxError
 from item_jax.interop import pretrained_init
 from item_jax.metrics_logger import MetricsLogger
-from item_jax.model import model_from_config
+from item_jax.model import AUTO_TITLE_POOLING, model_from_config
 
 
 class NonFiniteLossError(ItemJaxError, FloatingPointError):
@@ -389,8 +389,11 @@ def _train(
         }
 
     def run_evaluation(step):
-        if evaluate_fn is not None:
-            logger.log(step, evaluate_fn(state["params"], step), split="validation")
+        if evaluate_fn is None:
+            return {}
+        metrics = evaluate_fn(state["params"], step)
+        logger.log(step, metrics, split="validation")
+        return metrics
 
     # --- The loop ------------------------------------------------------------------------
     last_metrics: dict[str, float] = {}
@@ -431,13 +434,46 @@ def _train(
                 run_evaluation(step)
         else:
             nonfinite.check_pending()
-            run_evaluation(step)
+            _settle_title_pooling(config, workdir, run_evaluation(step))
     finally:
         batches.close()
         checkpointer.close()
         logger.close()
     last_metrics["step"] = step
     return last_metrics
+
+
+def _settle_title_pooling(config, workdir: str, validation: dict) -> None:
+    """Under `model.title_pooling = "auto"`, writes the pooling of the title half that found
+    the product more often on the final validation (`title_pooling.*.recall@1`, from
+    `protocol.make_validation_evaluator`) into `workdir/config.json`, where evaluation,
+    export, `embed` and search read it. A tie keeps the mean; without those figures (no
+    validation split) the config keeps "auto", which pools by the mean."""
+    if config.model.title_pooling != AUTO_TITLE_POOLING:
+        return
+    recalls = {name: validation.get(f"title_pooling.{name}.recall@1") for name in ("mean", "cls")}
+    if any(recall is None for recall in recalls.values()):
+        logging.info(
+            "model.title_pooling stays %r (the mean): no validation figures to choose by",
+            AUTO_TITLE_POOLING,
+        )
+        return
+    chosen = "cls" if recalls["cls"] > recalls["mean"] else "mean"
+    logging.info(
+        "Title half: validation R@1 %.4f pooled by the mean, %.4f by the [CLS] state; "
+        "the product embedding uses %r (model.title_pooling in %s)",
+        recalls["mean"],
+        recalls["cls"],
+        chosen,
+        os.path.join(workdir, "config.json"),
+    )
+    if jax.process_index() == 0:
+        path = os.path.join(workdir, "config.json")
+        with open(path, encoding="utf-8") as f:
+            stored = json.load(f)
+        stored["model"]["title_pooling"] = chosen
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(stored, f, indent=2)
 
 
 def _next_batch(

@@ -185,4 +185,10 @@ def test_a_config_subset_runs_only_its_evaluators(catalog_shards, tmp_path):
     assert not {"references", "knn", "linear_probe", "retrieval_no_title"} & set(metrics)
     assert "same-product search" in protocol.format_summary(metrics)
     validation = protocol.make_validation_evaluator(config, catalog_shards)(params, 0)
-    assert validation and {key.split(".")[0] for key in validation} == {"retrieval", "itm"}
+    # Beside the chosen evaluators, the default `model.title_pooling = "auto"` measures its
+    # two candidates (tests/test_title_pooling.py).
+    assert validation and {key.split(".")[0] for key in validation} == {
+        "retrieval",
+        "itm",
+        "title_pooling",
+    }

@@ -1,5 +1,7 @@
 """`model.title_pooling`: the embedding's title half from the `[CLS]` state or the mean state."""
 
+import json
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,7 +9,8 @@ import pytest
 from conftest import small_config
 
 from item_jax import batch as batch_lib
-from item_jax import config_check, configs
+from item_jax import checkpoint, config_check, configs, train_loop
+from item_jax.evaluation import protocol
 from item_jax.model import ItemModel, model_from_config
 
 
@@ -95,3 +98,59 @@ def test_runs_stored_before_the_field_keep_the_cls_state():
 def test_an_unknown_title_pooling_is_refused_naming_the_field():
     with pytest.raises(config_check.ConfigError, match="model.title_pooling"):
         config_check.check_config(small_config(**{"model.title_pooling": "max"}))
+
+
+def test_auto_is_accepted_and_pools_by_the_mean_until_settled():
+    config = small_config(**{"model.title_pooling": "auto"})
+    config_check.check_config(config)
+    assert model_from_config(config.model).title_pooling == "mean"
+
+
+@pytest.mark.parametrize(
+    "mean, cls, chosen", [(0.5, 0.6, "cls"), (0.6, 0.5, "mean"), (0.5, 0.5, "mean")]
+)
+def test_auto_writes_the_pooling_with_the_higher_validation_recall(tmp_path, mean, cls, chosen):
+    config = small_config(**{"model.title_pooling": "auto"})
+    (tmp_path / "config.json").write_text(config.to_json_best_effort(indent=2))
+    validation = {"title_pooling.mean.recall@1": mean, "title_pooling.cls.recall@1": cls}
+    train_loop._settle_title_pooling(config, str(tmp_path), validation)
+    stored = checkpoint.load_workdir_config(str(tmp_path))
+    assert stored.model.title_pooling == chosen
+    assert stored.model.embed_dim == config.model.embed_dim  # The rest is kept.
+
+
+def test_without_validation_auto_stays_and_a_fixed_pooling_is_never_rewritten(tmp_path):
+    auto = small_config(**{"model.title_pooling": "auto"})
+    (tmp_path / "config.json").write_text(auto.to_json_best_effort(indent=2))
+    train_loop._settle_title_pooling(auto, str(tmp_path), {"retrieval.recall@1": 0.5})
+    assert checkpoint.load_workdir_config(str(tmp_path)).model.title_pooling == "auto"
+    fixed = small_config(**{"model.title_pooling": "mean"})
+    (tmp_path / "config.json").write_text(fixed.to_json_best_effort(indent=2))
+    validation = {"title_pooling.mean.recall@1": 0.1, "title_pooling.cls.recall@1": 0.9}
+    train_loop._settle_title_pooling(fixed, str(tmp_path), validation)
+    assert checkpoint.load_workdir_config(str(tmp_path)).model.title_pooling == "mean"
+
+
+@pytest.mark.slow
+def test_a_run_under_auto_stores_the_pooling_its_final_validation_preferred(
+    catalog_shards, tmp_path
+):
+    config = small_config(
+        total_steps=4,
+        evaluators="retrieval",
+        **{"data.dir": catalog_shards, "model.title_pooling": "auto"},
+    )
+    workdir = str(tmp_path / "run")
+    train_loop.train_and_evaluate(
+        config, workdir, evaluate_fn=protocol.make_validation_evaluator(config, catalog_shards)
+    )
+    with open(f"{workdir}/metrics.jsonl", encoding="utf-8") as f:
+        final = [json.loads(line) for line in f if "title_pooling.cls.recall@1" in line][-1]
+    # The mean candidate is the embedding the trainer validated (it pools by the mean).
+    assert final["title_pooling.mean.recall@1"] == final["retrieval.recall@1"]
+    better = (
+        "cls"
+        if final["title_pooling.cls.recall@1"] > final["title_pooling.mean.recall@1"]
+        else "mean"
+    )
+    assert checkpoint.load_workdir_config(workdir).model.title_pooling == better

@@ -28,6 +28,7 @@ back, and the figures equal a single process's. Every split is read as
 the records the trainer left out are left out here too, and counted in `metrics["data"]`).
 """
 
+import copy
 import os
 from collections.abc import Callable
 
@@ -48,8 +49,10 @@ from item_jax.evaluation.evaluators.inputs import (
     embed_split_with,
     model_embedder,
     model_matcher,
+    retrieval_against_split,
 )
 from item_jax.evaluation.summary import SUMMARY_COLUMNS, format_summary
+from item_jax.model import AUTO_TITLE_POOLING, TITLE_POOLINGS
 
 # What the commands and the tests import from here; the embedding helpers and the console
 # summary live in `evaluators/inputs.py` and `summary.py`.
@@ -315,6 +318,12 @@ def make_validation_evaluator(
     match_fn = embedding.make_match_fn(config.model, mesh)
     num_classes = max(len(dataset_info.load_dataset_info(data_dir)["categories"]), 1)
     pending_references = ["references" in names]
+    title_poolings = {}  # Under "auto": the embedders of both poolings, to choose between.
+    if config.model.title_pooling == AUTO_TITLE_POOLING:
+        for pooling in TITLE_POOLINGS:
+            pooled = copy.deepcopy(config)
+            pooled.model.title_pooling = pooling
+            title_poolings[pooling] = (pooled, embedding.make_embed_fn(pooled.model, mesh))
 
     def evaluate(params, step):  # pylint: disable=unused-argument
         embedders = {TRAINED: model_embedder(params, config, embed_fn)}
@@ -354,9 +363,29 @@ def make_validation_evaluator(
         }
         for name in inputs:
             _log_reference(name, metrics, f"references.{name}.")
+        metrics.update(_title_pooling_recalls(params, title_poolings, data_dir))
         return metrics
 
     return evaluate
+
+
+def _title_pooling_recalls(params, title_poolings: dict, data_dir: str) -> dict[str, float]:
+    """{"title_pooling.POOLING.recall@1"}: validation R@1 of the embedding with each pooling of
+    the title half (`model.title_pooling = "auto"`; empty otherwise)."""
+    if not title_poolings:
+        return {}
+    config = next(iter(title_poolings.values()))[0]
+    embedders = {
+        pooling: model_embedder(params, pooled, embed_fn)
+        for pooling, (pooled, embed_fn) in title_poolings.items()
+    }
+    splits = embed_split_with(embedders, config, data_dir, "validation", removals=(None,))
+    return {
+        f"title_pooling.{pooling}.recall@1": float(
+            retrieval_against_split(split, split.full)["recall@1"]
+        )
+        for pooling, split in splits.items()
+    }
 
 
 def _log_reference(name: str, metrics: dict, prefix: str) -> None:
