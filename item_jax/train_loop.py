@@ -459,16 +459,16 @@ def _settle_title_pooling(config, workdir: str, validation: dict) -> None:
         )
         return
     chosen = "cls" if recalls["cls"] > recalls["mean"] else "mean"
+    path = os.path.join(workdir, "config.json")
     logging.info(
         "Title half: validation R@1 %.4f pooled by the mean, %.4f by the [CLS] state; "
         "the product embedding uses %r (model.title_pooling in %s)",
         recalls["mean"],
         recalls["cls"],
         chosen,
-        os.path.join(workdir, "config.json"),
+        path,
     )
     if jax.process_index() == 0:
-        path = os.path.join(workdir, "config.json")
         with open(path, encoding="utf-8") as f:
             stored = json.load(f)
         stored["model"]["title_pooling"] = chosen

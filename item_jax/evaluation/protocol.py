@@ -52,7 +52,7 @@ from item_jax.evaluation.evaluators.inputs import (
     retrieval_against_split,
 )
 from item_jax.evaluation.summary import SUMMARY_COLUMNS, format_summary
-from item_jax.model import AUTO_TITLE_POOLING, TITLE_POOLINGS
+from item_jax.model import AUTO_TITLE_POOLING
 
 # What the commands and the tests import from here; the embedding helpers and the console
 # summary live in `evaluators/inputs.py` and `summary.py`.
@@ -318,12 +318,13 @@ def make_validation_evaluator(
     match_fn = embedding.make_match_fn(config.model, mesh)
     num_classes = max(len(dataset_info.load_dataset_info(data_dir)["categories"]), 1)
     pending_references = ["references" in names]
-    title_poolings = {}  # Under "auto": the embedders of both poolings, to choose between.
+    # Under "auto" the trained embedding pools the title by the mean; the `[CLS]` pooling is
+    # the other candidate, embedded beside it.
+    cls_candidate = None
     if config.model.title_pooling == AUTO_TITLE_POOLING:
-        for pooling in TITLE_POOLINGS:
-            pooled = copy.deepcopy(config)
-            pooled.model.title_pooling = pooling
-            title_poolings[pooling] = (pooled, embedding.make_embed_fn(pooled.model, mesh))
+        cls_config = copy.deepcopy(config)
+        cls_config.model.title_pooling = "cls"
+        cls_candidate = (cls_config, embedding.make_embed_fn(cls_config.model, mesh))
 
     def evaluate(params, step):  # pylint: disable=unused-argument
         embedders = {TRAINED: model_embedder(params, config, embed_fn)}
@@ -363,28 +364,33 @@ def make_validation_evaluator(
         }
         for name in inputs:
             _log_reference(name, metrics, f"references.{name}.")
-        metrics.update(_title_pooling_recalls(params, title_poolings, data_dir))
+        metrics.update(_title_pooling_recalls(params, cls_candidate, splits[TRAINED], data_dir))
         return metrics
 
     return evaluate
 
 
-def _title_pooling_recalls(params, title_poolings: dict, data_dir: str) -> dict[str, float]:
+def _title_pooling_recalls(
+    params, cls_candidate, mean_split: SplitEmbeddings, data_dir: str
+) -> dict[str, float]:
     """{"title_pooling.POOLING.recall@1"}: validation R@1 of the embedding with each pooling of
-    the title half (`model.title_pooling = "auto"`; empty otherwise)."""
-    if not title_poolings:
+    the title half (`model.title_pooling = "auto"`; empty otherwise). The mean is the trained
+    embedding already embedded (`mean_split`); only the `[CLS]` candidate is embedded here."""
+    if cls_candidate is None:
         return {}
-    config = next(iter(title_poolings.values()))[0]
-    embedders = {
-        pooling: model_embedder(params, pooled, embed_fn)
-        for pooling, (pooled, embed_fn) in title_poolings.items()
-    }
-    splits = embed_split_with(embedders, config, data_dir, "validation", removals=(None,))
+    cls_config, embed_fn = cls_candidate
+    cls_split = embed_split_with(
+        {"cls": model_embedder(params, cls_config, embed_fn)},
+        cls_config,
+        data_dir,
+        "validation",
+        removals=(None,),
+    )["cls"]
     return {
         f"title_pooling.{pooling}.recall@1": float(
             retrieval_against_split(split, split.full)["recall@1"]
         )
-        for pooling, split in splits.items()
+        for pooling, split in (("mean", mean_split), ("cls", cls_split))
     }
 
 
