@@ -30,6 +30,10 @@ CONSOLE_KEYS = (
         "retrieval_no_image.recall@1",
         "linear_probe_no_title.top1_accuracy",
         "itm.accuracy",
+        # Under `model.title_pooling = "auto"`: R@1 with each pooling of the title half, the
+        # figures the end of training chooses by (the headline R@1 above is the mean's).
+        "title_pooling.mean.recall@1",
+        "title_pooling.cls.recall@1",
     )
 )
 

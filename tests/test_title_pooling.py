@@ -9,7 +9,7 @@ import pytest
 from conftest import small_config
 
 from item_jax import batch as batch_lib
-from item_jax import checkpoint, config_check, configs, train_loop
+from item_jax import checkpoint, config_check, configs, metrics_logger, train_loop
 from item_jax.evaluation import protocol
 from item_jax.model import ItemModel, model_from_config
 
@@ -129,6 +129,18 @@ def test_without_validation_auto_stays_and_a_fixed_pooling_is_never_rewritten(tm
     validation = {"title_pooling.mean.recall@1": 0.1, "title_pooling.cls.recall@1": 0.9}
     train_loop._settle_title_pooling(fixed, str(tmp_path), validation)
     assert checkpoint.load_workdir_config(str(tmp_path)).model.title_pooling == "mean"
+
+
+def test_the_validation_line_shows_both_poolings_under_auto(tmp_path):
+    logger = metrics_logger.MetricsLogger(str(tmp_path), total_steps=10)
+    validation = {
+        "retrieval.recall@1": 0.5,
+        "title_pooling.mean.recall@1": 0.5,
+        "title_pooling.cls.recall@1": 0.625,
+    }
+    line = logger.console_line(10, validation, split="validation")
+    logger.close()
+    assert "title_pooling.mean.recall@1=0.5 title_pooling.cls.recall@1=0.625" in line
 
 
 @pytest.mark.slow
