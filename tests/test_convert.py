@@ -343,6 +343,32 @@ def test_mostly_bad_catalog_stops_without_writing_shards(tmp_path):
     assert info["num_kept"] == 3
 
 
+def test_split_punctuation_reaches_the_shards_tokens_and_is_recorded(tmp_path):
+    catalog = CatalogBuilder(tmp_path)
+    for index in range(12):
+        catalog.add(_listing(index, catalog.image(f"i{index}.jpg"), title=f"mug ({_title(index)})"))
+    manifest_path = catalog.write()
+
+    info = convert.convert_catalog(
+        manifest_path, str(tmp_path / "out"), num_workers=1, split_punctuation=True, **CONVERT_ARGS
+    )
+
+    assert info["converter_args"]["split_punctuation"] is True
+    processor = tokenizer.load_tokenizer(str(tmp_path / "out" / "tokenizer.model"))
+    for examples in read_all_examples(str(tmp_path / "out")).values():
+        for example in examples:
+            pieces = [processor.id_to_piece(int(i)) for i in example["title_tokens"]]
+            assert pieces[1] == "▁(" and pieces[2].startswith("▁"), pieces  # Not glued.
+    with pytest.raises(ValueError, match="WordPiece"):
+        convert.convert_catalog(
+            manifest_path,
+            str(tmp_path / "wordpiece"),
+            split_punctuation=True,
+            wordpiece_vocab=str(tmp_path / "vocab.txt"),
+            **CONVERT_ARGS,
+        )
+
+
 def test_empty_titles_are_kept_with_the_flag(tmp_path):
     catalog = CatalogBuilder(tmp_path)
     for index in range(10):

@@ -94,3 +94,34 @@ def test_training_arguments_are_checked(tmp_path):
         tokenizer.train_tokenizer(["", "  "], str(tmp_path / "t.model"), 100)
     with pytest.raises(ValueError, match="vocab_size"):
         tokenizer.train_tokenizer(TITLES, str(tmp_path / "t.model"), 5)
+
+
+def test_split_punctuation_is_kept_in_the_model_and_off_by_default(tmp_path):
+    titles = ["father christmas (santa)", "santa emoji", "coffee cup (Porcelain, 12 oz)"] * 8
+    path = tokenizer.train_tokenizer(
+        titles, str(tmp_path / "t.model"), 8000, split_punctuation=True
+    )
+    # A bare SentencePiece processor, without item_jax's code: the rule is in the model.
+    processor = spm.SentencePieceProcessor(model_file=path)
+
+    def pieces(title):
+        return processor.encode(title, out_type=str)
+
+    assert pieces("(santa)") == ["▁(", "▁santa", "▁)"]
+    assert pieces("santa emoji")[0] == "▁santa"
+    assert pieces("cup (Porcelain, 12 oz)") == [
+        "▁cup", "▁(", "▁porcelain", "▁,", "▁12", "▁oz", "▁)"
+    ]  # fmt: skip
+    # Still NFKC with case folding: full-width and upper-case letters are the same word.
+    assert pieces("ＳＡＮＴＡ") == pieces("Santa") == ["▁santa"]
+
+    # Off by default: a word after "(" is another piece, as in models trained before.
+    plain = spm.SentencePieceProcessor(
+        model_file=tokenizer.train_tokenizer(titles, str(tmp_path / "plain.model"), 8000)
+    )
+    assert plain.encode("(santa)", out_type=str) == ["▁(", "santa", ")"]
+
+
+def test_punctuation_is_bert_s():
+    assert all(map(tokenizer.is_punctuation, "()[],.:;!?'\"-&#%+$/«»、。"))
+    assert not any(map(tokenizer.is_punctuation, "aZ09 éß½\t"))

@@ -81,6 +81,13 @@ def define_flags():
         "Lower-case titles before WordPiece (auto: the tokenizer_config.json "
         "beside vocab.txt says, else true).",
     )
+    flags.DEFINE_bool(
+        "split_punctuation",
+        False,
+        "SentencePiece: a space on either side of every punctuation character before a "
+        "title is cut into pieces, so '(santa)' and 'santa' share a piece (stored in "
+        'tokenizer.model; docs/design.md, "Text tokens").',
+    )
     flags.DEFINE_bool("progress", True, "Log the pipeline's start, end and throughput.")
 
 
@@ -124,6 +131,7 @@ def main(argv):
             wordpiece_lowercase={"auto": None, "true": True, "false": False}[
                 values.wordpiece_lowercase
             ],
+            split_punctuation=values.split_punctuation,
             runner=values.runner,
             pipeline_args=shlex.split(values.beam_args),
             show_progress=values.progress,

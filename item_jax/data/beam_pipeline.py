@@ -74,6 +74,7 @@ class Settings:
     shard_size_mb: float
     wordpiece_vocab: tuple[str, ...] | None = None  # BERT order; None = train SentencePiece.
     wordpiece_lowercase: bool = True
+    split_punctuation: bool = False  # SentencePiece only (tokenizer.normalization_rules).
 
     @property
     def work_dir(self) -> str:
@@ -217,6 +218,7 @@ def train_sentencepiece(ordered_titles: list, settings: Settings) -> bytes:
         os.path.join(settings.staging_dir, TOKENIZER_FILE),
         settings.vocab_size,
         settings.seed,
+        split_punctuation=settings.split_punctuation,
     )
     return file_io.read_bytes(path)
 

@@ -93,6 +93,7 @@ def convert_catalog(
     max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
     wordpiece_vocab: str | None = None,
     wordpiece_lowercase: bool | None = None,
+    split_punctuation: bool = False,
     runner: str = "DirectRunner",
     pipeline_args: Sequence[str] = (),
     show_progress: bool = True,
@@ -101,8 +102,11 @@ def convert_catalog(
 
     `wordpiece_vocab`: a BERT `vocab.txt`; titles are then WordPiece-tokenized with it
     (`vocab_size` is unused), lower-cased as `wordpiece_lowercase` says (None: as the
-    tokenizer_config.json beside it says, else yes). `num_workers`: DirectRunner worker
-    processes (default: all CPUs); other runners size themselves from `pipeline_args`.
+    tokenizer_config.json beside it says, else yes). `split_punctuation`: the SentencePiece
+    tokenizer puts a space on either side of every punctuation character before cutting
+    a title into pieces (`tokenizer.normalization_rules`; WordPiece always does).
+    `num_workers`: DirectRunner worker processes (default: all CPUs); other runners size
+    themselves from `pipeline_args`.
     `show_progress`: log the pipeline's start and end with its throughput.
     """
     split_fractions = tuple(float(fraction) for fraction in split_fractions)
@@ -115,6 +119,11 @@ def convert_catalog(
         max_reject_fraction,
         max_image_pixels,
     )
+    if split_punctuation and wordpiece_vocab:
+        raise ValueError(
+            "split_punctuation applies to the SentencePiece tokenizer that the converter "
+            "trains; WordPiece (wordpiece_vocab) always splits punctuation from words."
+        )
     converter_args = dict(
         manifest=manifest_path,
         image_size=image_size,
@@ -125,6 +134,7 @@ def convert_catalog(
         allow_empty_titles=allow_empty_titles,
         max_reject_fraction=max_reject_fraction,
         max_image_pixels=max_image_pixels,
+        split_punctuation=split_punctuation,
     )
     wordpiece_tokenizer = None
     if wordpiece_vocab:
@@ -151,6 +161,7 @@ def convert_catalog(
             shard_size_mb=shard_size_mb,
             wordpiece_vocab=tuple(wordpiece_tokenizer.vocab) if wordpiece_tokenizer else None,
             wordpiece_lowercase=wordpiece_tokenizer.lowercase if wordpiece_tokenizer else True,
+            split_punctuation=split_punctuation,
         )
         _run_pipeline(settings, runner, num_workers, pipeline_args, show_progress)
         results = beam_pipeline.read_results(settings)

@@ -10,6 +10,8 @@ WordPiece instead (`wordpiece.py`, saved as `wordpiece.json`). The special token
 
 import io
 import os
+import tempfile
+import unicodedata
 from collections.abc import Iterable, Sequence
 
 import sentencepiece as spm
@@ -33,9 +35,84 @@ from item_jax.data.special_tokens import (
 
 # Titles sampled for training; larger catalogs are subsampled (seeded) to bound memory.
 MAX_TRAINING_TITLES = 5_000_000
+# SentencePiece's built-in rule set for titles (and the start of `normalization_rules`): NFKC
+# with case folding.
+BASE_NORMALIZATION = "nmt_nfkc_cf"
+# The largest Unicode code point; surrogates (U+D800..U+DFFF) are not characters.
+_MAX_CODE_POINT = 0x10FFFF
+_SURROGATES = range(0xD800, 0xE000)
 
 
-def train_tokenizer(titles: Iterable[str], model_path: str, vocab_size: int, seed: int = 0) -> str:
+def is_punctuation(char: str) -> bool:
+    """BERT's punctuation: every ASCII character that is neither a letter, a digit nor a space
+    (so `&`, `#`, `%`, `+` and `$` too), and every Unicode punctuation character (category P)."""
+    code = ord(char)
+    if 33 <= code <= 47 or 58 <= code <= 64 or 91 <= code <= 96 or 123 <= code <= 126:
+        return True
+    return unicodedata.category(char).startswith("P")
+
+
+def normalization_rules() -> list[tuple[str, str]]:
+    """(character, replacement) for every character that `split_punctuation` changes.
+
+    Each character maps to what `BASE_NORMALIZATION` makes of it, and each punctuation
+    character to that with a space on either side, as BERT's basic tokenizer splits titles
+    before WordPiece. Without the spaces a word glued to punctuation is another piece:
+    "(santa)" is encoded as `▁( santa )`, not the `▁santa` of "santa emoji"; the model then
+    has to learn that the two pieces are one word, which title TF-IDF, reading words, never
+    has to. It lifts the emoji set and costs the embedded catalog (docs/experiments.md,
+    section 17). The table is per character: titles reach the tokenizer NFC-composed
+    (`manifest.clean_text`), so the base rules' multi-character sequences (decomposed
+    accents) do not occur in them.
+    """
+    base = spm.SentencePieceNormalizer(
+        rule_name=BASE_NORMALIZATION,
+        add_dummy_prefix=False,
+        escape_whitespaces=False,
+        remove_extra_whitespaces=False,
+    )
+    chars = [chr(code) for code in range(_MAX_CODE_POINT + 1) if code not in _SURROGATES]
+    rules = []
+    for char, normalized in zip(chars, base.normalize(chars)):
+        if is_punctuation(char):
+            normalized = f" {normalized} "
+        if normalized != char:
+            rules.append((char, normalized))
+    return rules
+
+
+def _rules_file() -> str:
+    """`normalization_rules` as SentencePiece's rule file (source and target as hex code
+    points), written afresh for each training.
+
+    SentencePiece records the file's path in the model it trains (for information; the
+    rules themselves are compiled into it), so the path is the same for every training on
+    a machine: a fixed name in a per-user folder of the temporary directory. Processes that
+    train at once each write their own copy and move it into place; the copies are equal.
+    """
+    folder = os.path.join(tempfile.gettempdir(), f"item_jax_tokenizer_{os.getuid()}")
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, "title_normalization.tsv")
+    with tempfile.NamedTemporaryFile(
+        "w", encoding="utf-8", dir=folder, suffix=".tsv", delete=False
+    ) as rules_file:
+        for source, target in normalization_rules():
+            rules_file.write(f"{_hex_code_points(source)}\t{_hex_code_points(target)}\n")
+    os.replace(rules_file.name, path)
+    return path
+
+
+def _hex_code_points(text: str) -> str:
+    return " ".join(f"{ord(char):X}" for char in text)
+
+
+def train_tokenizer(
+    titles: Iterable[str],
+    model_path: str,
+    vocab_size: int,
+    seed: int = 0,
+    split_punctuation: bool = False,
+) -> str:
     """Trains a BPE SentencePiece model on `titles` and writes it to `model_path`.
 
     `vocab_size` is an upper bound (`hard_vocab_limit=False`): a small catalog yields a
@@ -44,9 +121,11 @@ def train_tokenizer(titles: Iterable[str], model_path: str, vocab_size: int, see
     BPE, not unigram: with an upper bound above what a small catalog supports, unigram
     training degenerates to near-characters (the embedded catalog got 427 pieces, "coffee"
     became `co f f ee`, 15 pieces a title), while BPE keeps whole words (1,302 pieces, 9.4 a
-    title), so masked words are words. Titles are case-folded with NFKC (`nmt_nfkc_cf`, stored
-    in the model, so every encoder of it folds alike): "HARBOR & OAK" and "Harbor & Oak" are
-    one brand to a product search (docs/design.md).
+    title), so masked words are words. Titles are normalised with NFKC and case folding
+    (`BASE_NORMALIZATION`): "HARBOR & OAK" and "Harbor & Oak" are one brand to a product
+    search. `split_punctuation` adds a space on either side of every punctuation character
+    (`normalization_rules`). The normalisation is stored in the model, so every encoder of
+    it (the converter, export, embed, search) normalises alike (docs/design.md).
     """
     if vocab_size <= FIRST_WORD_PIECE_ID:
         raise ValueError(
@@ -58,11 +137,24 @@ def train_tokenizer(titles: Iterable[str], model_path: str, vocab_size: int, see
         raise ValueError("Cannot train the tokenizer: there are no non-empty titles.")
     spm.set_random_generator_seed(seed)
     model_bytes = io.BytesIO()
+    normalization = (
+        dict(normalization_rule_tsv=_rules_file())
+        if split_punctuation
+        else dict(normalization_rule_name=BASE_NORMALIZATION)
+    )
+    _train_sentencepiece(non_empty_titles, model_bytes, normalization, vocab_size)
+    file_io.makedirs(os.path.dirname(file_io.absolute(model_path)))
+    with file_io.open_file(model_path, "wb") as model_file:
+        model_file.write(model_bytes.getvalue())
+    return model_path
+
+
+def _train_sentencepiece(titles, model_bytes, normalization: dict, vocab_size: int) -> None:
     spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(non_empty_titles),
+        sentence_iterator=iter(titles),
         model_writer=model_bytes,
         model_type="bpe",
-        normalization_rule_name="nmt_nfkc_cf",
+        **normalization,
         vocab_size=vocab_size,
         hard_vocab_limit=False,
         character_coverage=1.0,
@@ -79,10 +171,6 @@ def train_tokenizer(titles: Iterable[str], model_path: str, vocab_size: int, see
         user_defined_symbols=[MASK_PIECE],
         minloglevel=2,
     )
-    file_io.makedirs(os.path.dirname(file_io.absolute(model_path)))
-    with file_io.open_file(model_path, "wb") as model_file:
-        model_file.write(model_bytes.getvalue())
-    return model_path
 
 
 def load_tokenizer(path: str):
