@@ -1,10 +1,12 @@
 """Title tokenizers: SentencePiece, trained per catalog, or WordPiece with a BERT vocabulary.
 
 By default the converter trains one SentencePiece model per catalog on the train split's
-titles and saves it next to the shards as `tokenizer.model`; with a BERT vocabulary it uses
-WordPiece instead (`wordpiece.py`, saved as `wordpiece.json`). The special token ids
-(`special_tokens.py`, kept importable from here) are fixed by docs/design.md for both;
-`load_tokenizer` refuses a model that does not carry them.
+titles and saves it next to the shards as `tokenizer.model`, its title normalisation
+(`nmt_nfkc_cf`, or with `split_punctuation` also `normalization_rules`) compiled into it;
+with a BERT vocabulary it uses WordPiece instead (`wordpiece.py`, saved as
+`wordpiece.json`). The special token ids (`special_tokens.py`, kept importable from here)
+are fixed by docs/design.md for both; `load_tokenizer` refuses a model that does not carry
+them.
 `load_tokenizer`, `encode_titles` and `piece_count` take either kind.
 """
 
